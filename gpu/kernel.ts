@@ -1,0 +1,27 @@
+/**
+ * What a kernel is: a name (used in error messages, labels and profiles),
+ * its WGSL, and the override constants that specialise it.
+ *
+ * Binding convention (every kernel follows it): group 0 holds the storage
+ * buffers, read-only inputs first, then outputs; group 1 binding 0 is the
+ * uniform params struct. Every declared binding must be used by `main`,
+ * since pipelines use the automatic layout.
+ */
+
+/** A WGSL compute kernel with entry point `main`. */
+export interface Kernel {
+  /** Unique, stable name: `<family>.<job>` such as `matmul.reg4`. */
+  readonly name: string;
+  /** WGSL source. */
+  readonly code: string;
+}
+
+/** Override constants of a pipeline (tile shapes, flags). */
+export type Constants = Record<string, number>;
+
+/** Cache key of a kernel specialised by constants. */
+export function pipelineKey(kernel: Kernel, constants?: Constants): string {
+  if (!constants) return kernel.name;
+  const keys = Object.keys(constants).sort();
+  return kernel.name + "|" + keys.map((k) => `${k}=${constants[k]}`).join(",");
+}
