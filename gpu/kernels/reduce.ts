@@ -6,9 +6,16 @@
  *            rows in order, so the result is deterministic.
  *   sumAll:  out[0] = sum_i x[i]. Two passes: 256 threads each sum a strided
  *            slice into partials, then one thread sums the partials in order.
+ *   sumLast: out[r] = scale * sum_j x[r * cols + j]   (sum / mean over the
+ *            last dim). One thread per row, 64 per workgroup, 2-D grid past
+ *            65535 groups; vec4 loads when cols is a multiple of 4.
+ *   expandRows: out[r * cols + j] = scale * src[r]   (the backward of sumLast,
+ *            and of sumAll with rows = 1). One thread per element (per vec4
+ *            when cols is a multiple of 4), 256 per workgroup, 2-D grid.
+ * Bindings: inputs, then the output; params in group 1.
  */
 import type { Gpu } from "../runtime.ts";
-import { ceilDiv, Params } from "../util.ts";
+import { ceilDiv, grid1d, Params } from "../util.ts";
 
 /** WGSL of sumRows. */
 export const SUM_ROWS_WGSL = /* wgsl */ `
@@ -94,4 +101,105 @@ export function sumAllKernel(g: Gpu, out: GPUBuffer, x: GPUBuffer, n: number, sc
     workgroups: [1],
   });
   g.pool.release(partial);
+}
+
+function sumLastSource(t: string): string {
+  const hsum = t === "f32" ? "v" : "v.x + v.y + v.z + v.w";
+  return /* wgsl */ `
+alias T = ${t};
+struct P { rows: u32, cols: u32, scale: f32, nx: u32 }
+@group(0) @binding(0) var<storage, read> x: array<T>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(1) @binding(0) var<uniform> p: P;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let r = gid.y * p.nx * 64u + gid.x;
+  if (r >= p.rows) { return; }
+  var s = T(0.0);
+  for (var j = 0u; j < p.cols; j++) { s += x[r * p.cols + j]; }
+  let v = s;
+  out[r] = (${hsum}) * p.scale;
+}
+`;
+}
+
+/** WGSL of sumLast, scalar loads. */
+export const SUM_LAST_WGSL = sumLastSource("f32");
+/** WGSL of sumLast, vec4 loads (cols counted in vec4s). */
+export const SUM_LAST4_WGSL = sumLastSource("vec4f");
+
+/** WGSL of expandRows, one element per thread. */
+export const EXPAND_ROWS_WGSL = /* wgsl */ `
+struct P { n: u32, cols: u32, scale: f32, nx: u32 }
+@group(0) @binding(0) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(1) @binding(0) var<uniform> p: P;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.y * p.nx * 256u + gid.x;
+  if (i < p.n) { out[i] = src[i / p.cols] * p.scale; }
+}
+`;
+
+/** WGSL of expandRows, one vec4 per thread (n and cols counted in vec4s). */
+export const EXPAND_ROWS4_WGSL = /* wgsl */ `
+struct P { n: u32, cols: u32, scale: f32, nx: u32 }
+@group(0) @binding(0) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<vec4f>;
+@group(1) @binding(0) var<uniform> p: P;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.y * p.nx * 256u + gid.x;
+  if (i < p.n) { out[i] = vec4f(src[i / p.cols] * p.scale); }
+}
+`;
+
+const SUM_LAST = { name: "reduce.sum_last", code: SUM_LAST_WGSL };
+const SUM_LAST4 = { name: "reduce.sum_last4", code: SUM_LAST4_WGSL };
+const EXPAND_ROWS = { name: "reduce.expand_rows", code: EXPAND_ROWS_WGSL };
+const EXPAND_ROWS4 = { name: "reduce.expand_rows4", code: EXPAND_ROWS4_WGSL };
+
+/** out[r] = scale * sum_j x[r, j]; x is (rows, cols), out is (rows). */
+export function sumLastKernel(
+  g: Gpu,
+  out: GPUBuffer,
+  x: GPUBuffer,
+  rows: number,
+  cols: number,
+  scale = 1,
+): void {
+  if (rows === 0) return;
+  const vec = cols % 4 === 0;
+  const [nx, ny] = grid1d(ceilDiv(rows, 64));
+  g.recorder.dispatch({
+    kernel: vec ? SUM_LAST4 : SUM_LAST,
+    buffers: [x, out],
+    params: new Params().u32(rows).u32(vec ? cols / 4 : cols).f32(scale).u32(nx),
+    workgroups: [nx, ny],
+  });
+}
+
+/** out[r, j] = scale * src[r]; src is (rows), out is (rows, cols). */
+export function expandRowsKernel(
+  g: Gpu,
+  out: GPUBuffer,
+  src: GPUBuffer,
+  rows: number,
+  cols: number,
+  scale = 1,
+): void {
+  const n = rows * cols;
+  if (n === 0) return;
+  const vec = cols % 4 === 0;
+  const lanes = vec ? n / 4 : n;
+  const [nx, ny] = grid1d(ceilDiv(lanes, 256));
+  g.recorder.dispatch({
+    kernel: vec ? EXPAND_ROWS4 : EXPAND_ROWS,
+    buffers: [src, out],
+    params: new Params().u32(lanes).u32(vec ? cols / 4 : cols).f32(scale).u32(nx),
+    workgroups: [nx, ny],
+  });
 }

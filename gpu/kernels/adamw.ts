@@ -1,0 +1,110 @@
+/**
+ * AdamW update, one fused kernel per parameter tensor.
+ *
+ * Math (torch.optim.AdamW, decoupled weight decay, same operation order):
+ *
+ *   g  = grad[i] * gscale[0]              (gscale: clip factor, on the GPU)
+ *   p  = p * (1 - lr * wd)                (decay first, from the old p)
+ *   m  = b1 * m + (1 - b1) * g
+ *   v  = b2 * v + (1 - b2) * g * g
+ *   p  = p - (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)
+ *
+ * with bc1 = 1 - b1^t and bc2 = 1 - b2^t for step t (1-based). The host
+ * folds the scalars in float64 (`decay` = 1 - lr * wd, `stepSize` = lr / bc1,
+ * `bc2Sqrt` = sqrt(bc2), `c1` = 1 - b1, `c2` = 1 - b2) so the kernel sees the
+ * same rounded constants torch passes to its per-tensor ops.
+ *
+ * Layout: p, m, v, grad are flat f32 arrays of n elements; gscale is one f32.
+ * Bindings: group 0 = grad (read), gscale (read), p (read_write),
+ * m (read_write), v (read_write); group 1 = params.
+ * Launch: one thread per element, or per vec4 when n is a multiple of 4;
+ * 256 threads per workgroup; 2-D grid past 65535 groups (`grid1d`).
+ * p, m and v are updated in place: the parameter's storage is the model's.
+ */
+import type { Gpu } from "../runtime.ts";
+import { ceilDiv, grid1d, Params } from "../util.ts";
+
+function adamwWgsl(t: "f32" | "vec4f"): string {
+  return /* wgsl */ `
+struct P {
+  n: u32, nx: u32, decay: f32, stepSize: f32,
+  bc2Sqrt: f32, eps: f32, b1: f32, c1: f32,
+  b2: f32, c2: f32,
+}
+@group(0) @binding(0) var<storage, read> grad: array<${t}>;
+@group(0) @binding(1) var<storage, read> gscale: array<f32>;
+@group(0) @binding(2) var<storage, read_write> param: array<${t}>;
+@group(0) @binding(3) var<storage, read_write> m1: array<${t}>;
+@group(0) @binding(4) var<storage, read_write> m2: array<${t}>;
+@group(1) @binding(0) var<uniform> p: P;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.y * p.nx * 256u + gid.x;
+  if (i >= p.n) { return; }
+  let g = grad[i] * gscale[0];
+  let m = p.b1 * m1[i] + p.c1 * g;
+  let v = p.b2 * m2[i] + p.c2 * (g * g);
+  m1[i] = m;
+  m2[i] = v;
+  let decayed = param[i] * p.decay;
+  param[i] = decayed - p.stepSize * (m / (sqrt(v) / p.bc2Sqrt + p.eps));
+}
+`;
+}
+
+/** WGSL of the scalar AdamW kernel. */
+export const ADAMW_WGSL = adamwWgsl("f32");
+/** WGSL of the vec4 AdamW kernel (n counted in vec4s). */
+export const ADAMW4_WGSL = adamwWgsl("vec4f");
+
+const ADAMW = { name: "optim.adamw", code: ADAMW_WGSL };
+const ADAMW4 = { name: "optim.adamw4", code: ADAMW4_WGSL };
+
+/** Scalars of one AdamW update (host values, folded in float64 before the f32 cast). */
+export interface AdamWStepArgs {
+  /** Learning rate of this step. */
+  lr: number;
+  /** Exponential decay of the first moment. */
+  beta1: number;
+  /** Exponential decay of the second moment. */
+  beta2: number;
+  /** Added to sqrt(v-hat). */
+  eps: number;
+  /** Decoupled weight decay (0 for no-decay parameters). */
+  weightDecay: number;
+  /** 1-based step number, for the bias corrections. */
+  step: number;
+}
+
+/**
+ * Records one AdamW update of n elements: p, m and v in place, grad scaled
+ * by `gscale[0]` (a one-element f32 buffer: the clip factor, or 1).
+ */
+export function adamwKernel(
+  g: Gpu,
+  param: GPUBuffer,
+  m: GPUBuffer,
+  v: GPUBuffer,
+  grad: GPUBuffer,
+  gscale: GPUBuffer,
+  n: number,
+  a: AdamWStepArgs,
+): void {
+  if (n === 0) return;
+  if (!(a.step >= 1)) throw new RangeError(`adamwKernel(): step must be >= 1, got ${a.step}`);
+  const bc1 = 1 - a.beta1 ** a.step;
+  const bc2 = 1 - a.beta2 ** a.step;
+  const vec = n % 4 === 0;
+  const lanes = vec ? n / 4 : n;
+  const [nx, ny] = grid1d(ceilDiv(lanes, 256));
+  g.recorder.dispatch({
+    kernel: vec ? ADAMW4 : ADAMW,
+    buffers: [grad, gscale, param, m, v],
+    params: new Params()
+      .u32(lanes).u32(nx).f32(1 - a.lr * a.weightDecay).f32(a.lr / bc1)
+      .f32(Math.sqrt(bc2)).f32(a.eps).f32(a.beta1).f32(1 - a.beta1)
+      .f32(a.beta2).f32(1 - a.beta2),
+    workgroups: [nx, ny],
+  });
+}

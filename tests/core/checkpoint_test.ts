@@ -1,0 +1,832 @@
+/**
+ * Tests of core/checkpoint.ts: byte-exact output against an independent hand-built
+ * encoding, save → load → save identity, round trips of every dtype (incl. empty
+ * tensors, scalars, NaN bit patterns), interop with files laid out as other safetensors
+ * writers do, rejection of each kind of corrupt or truncated file (with the message
+ * substring), config checks, and atomic saves under a simulated crash.
+ *
+ * Pure host code: no GPU needed.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  canonicalJson,
+  CHECKPOINT_FORMAT,
+  decodeCheckpoint,
+  encodeCheckpoint,
+  f32Data,
+  type HostTensor,
+  isCheckpointTemp,
+  MAX_HEADER_BYTES,
+  META_CONFIG,
+  META_FORMAT,
+  META_MOE,
+  META_TRAIN,
+  metaJson,
+  optimMName,
+  optimVName,
+  parseOptimName,
+  readCheckpoint,
+  readHeader,
+  readSsdMetadata,
+  ssdMetadata,
+  u32Data,
+  validateAgainstConfig,
+  withoutOptimizer,
+  writeCheckpoint,
+} from "../../core/checkpoint.ts";
+import { CheckpointError } from "../../core/errors.ts";
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "ssd_ckpt_test_" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+async function listDir(dir: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const e of Deno.readDir(dir)) names.push(e.name);
+  return names.sort();
+}
+
+/** Asserts a CheckpointError whose single-line message contains every `parts`. */
+function assertCkptError(e: unknown, ...parts: string[]): void {
+  assert.ok(e instanceof CheckpointError, `expected CheckpointError, got ${e}`);
+  assert.ok(!e.message.includes("\n"), `message is not one line: ${e.message}`);
+  for (const p of parts) {
+    assert.ok(e.message.includes(p), `message lacks ${JSON.stringify(p)}: ${e.message}`);
+  }
+}
+
+function decodeRejects(bytes: Uint8Array, ...parts: string[]): void {
+  let err: unknown = null;
+  try {
+    decodeCheckpoint(bytes, { label: "mem.safetensors" });
+  } catch (e) {
+    err = e;
+  }
+  assert.ok(err !== null, `decode accepted bad bytes; expected ${parts.join(", ")}`);
+  assertCkptError(err, "mem.safetensors", ...parts);
+}
+
+async function readRejects(path: string, ...parts: string[]): Promise<void> {
+  for (const read of [() => readHeader(path), () => readCheckpoint(path)]) {
+    let err: unknown = null;
+    try {
+      await read();
+    } catch (e) {
+      err = e;
+    }
+    assert.ok(err !== null, `read accepted ${path}; expected ${parts.join(", ")}`);
+    assertCkptError(err, path, ...parts);
+  }
+}
+
+function bytesOf(a: ArrayBufferView): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength).slice();
+}
+
+function f32(...v: number[]): Float32Array {
+  return Float32Array.from(v);
+}
+
+/** Tensor spec of the independent writer: bytes given raw, in data-section order. */
+interface RawEntry {
+  name: string;
+  dtype: string;
+  shape: unknown;
+  bytes: Uint8Array;
+  offsets?: unknown;
+}
+
+/**
+ * An independent safetensors writer, laid out as the Python `safetensors` package does
+ * it (json.dumps separators ", " and ": ", tensors in the given data order, metadata
+ * where asked), sharing no code with core/checkpoint.ts. `pad` pads the header with
+ * spaces to a multiple of 8; `headerText` replaces the JSON outright.
+ */
+function handBuild(
+  entries: RawEntry[],
+  opts: {
+    metadata?: Record<string, unknown> | null;
+    metaFirst?: boolean;
+    pad?: boolean;
+    headerText?: string;
+    extraData?: Uint8Array;
+  } = {},
+): Uint8Array {
+  const meta = opts.metadata === undefined ? { "ssd.format": "1" } : opts.metadata;
+  const parts: string[] = [];
+  let offset = 0;
+  for (const e of entries) {
+    const offsets = e.offsets ?? [offset, offset + e.bytes.length];
+    parts.push(
+      `"${e.name}": {"dtype": "${e.dtype}", "shape": ${JSON.stringify(e.shape)}, ` +
+        `"data_offsets": ${JSON.stringify(offsets)}}`,
+    );
+    offset += e.bytes.length;
+  }
+  if (meta !== null) {
+    const m = `"__metadata__": ${JSON.stringify(meta).replaceAll('","', '", "')}`;
+    if (opts.metaFirst) parts.unshift(m);
+    else parts.push(m);
+  }
+  let text = opts.headerText ?? `{${parts.join(", ")}}`;
+  if (opts.pad) text += " ".repeat((8 - (new TextEncoder().encode(text).length % 8)) % 8);
+  const header = new TextEncoder().encode(text);
+  const extra = opts.extraData ?? new Uint8Array(0);
+  const out = new Uint8Array(8 + header.length + offset + extra.length);
+  const dv = new DataView(out.buffer);
+  dv.setUint32(0, header.length, true);
+  dv.setUint32(4, 0, true);
+  out.set(header, 8);
+  let at = 8 + header.length;
+  for (const e of entries) {
+    out.set(e.bytes, at);
+    at += e.bytes.length;
+  }
+  out.set(extra, at);
+  return out;
+}
+
+/** Little-endian bytes of f32 values, computed with DataView (not typed-array aliasing). */
+function leF32(...v: number[]): Uint8Array {
+  const out = new Uint8Array(4 * v.length);
+  const dv = new DataView(out.buffer);
+  v.forEach((x, i) => dv.setFloat32(4 * i, x, true));
+  return out;
+}
+
+function leU32(...v: number[]): Uint8Array {
+  const out = new Uint8Array(4 * v.length);
+  const dv = new DataView(out.buffer);
+  v.forEach((x, i) => dv.setUint32(4 * i, x, true));
+  return out;
+}
+
+/** A small model-like checkpoint with every awkward case in it. */
+function sampleContents(): { tensors: Map<string, HostTensor>; metadata: Record<string, string> } {
+  const tensors = new Map<string, HostTensor>();
+  tensors.set("transformer.wte.weight", {
+    dtype: "F32",
+    shape: [5, 3],
+    data: Float32Array.from({ length: 15 }, (_, i) => Math.sin(i) * 1e3),
+  });
+  tensors.set("transformer.h.0.mlp.c_fc.bias", {
+    dtype: "F32",
+    shape: [7],
+    data: new Float32Array(7).fill(-0.5),
+  });
+  tensors.set(optimMName("transformer.wte.weight"), {
+    dtype: "F32",
+    shape: [5, 3],
+    data: Float32Array.from({ length: 15 }, (_, i) => i / 7),
+  });
+  tensors.set("perm", { dtype: "U32", shape: [4], data: Uint32Array.from([3, 0, 0xffffffff, 1]) });
+  tensors.set("empty", { dtype: "F32", shape: [0], data: new Float32Array(0) });
+  tensors.set("empty2d", { dtype: "U32", shape: [3, 0], data: new Uint32Array(0) });
+  tensors.set("scalar", { dtype: "F32", shape: [], data: f32(2.5) });
+  // Integer-like names: JS objects enumerate these first, which must not leak into the order.
+  tensors.set("10", { dtype: "U32", shape: [1], data: Uint32Array.from([10]) });
+  tensors.set("2", { dtype: "U32", shape: [1], data: Uint32Array.from([2]) });
+  tensors.set("naïve.ü", { dtype: "F32", shape: [1, 1], data: f32(1) });
+  const metadata = ssdMetadata({
+    config: { vocab: 256, ctx: 16, d_model: 3, n_layer: 1, n_head: 1, d_ff: 7, bias: true },
+    moe: { experts: 1, top_k: 1, router: "centroid", perm: [[0, 1, 2, 3, 4, 5, 6]] },
+    train: { step: 12, lr: 0.1 + 0.2, rng: [1, 2, 3, 4294967295] },
+  }, { "0": "zero", "zz": "last" });
+  return { tensors, metadata };
+}
+
+// ---------------------------------------------------------------------------
+// Format and determinism
+
+Deno.test("encodeCheckpoint() gives exactly the hand-built safetensors bytes", () => {
+  const enc = encodeCheckpoint({
+    tensors: {
+      "b": { dtype: "U32", shape: [2], data: Uint32Array.from([7, 0x01020304]) },
+      "a": { dtype: "F32", shape: [1, 2], data: f32(1.5, -2) },
+    },
+  });
+  // Sorted names, metadata first, fixed key order, no whitespace, space padding to 8.
+  const json = '{"__metadata__":{"ssd.format":"1"},' +
+    '"a":{"dtype":"F32","shape":[1,2],"data_offsets":[0,8]},' +
+    '"b":{"dtype":"U32","shape":[2],"data_offsets":[8,16]}}';
+  const padded = json + " ".repeat((8 - (json.length % 8)) % 8);
+  const expected = new Uint8Array(8 + padded.length + 16);
+  new DataView(expected.buffer).setUint32(0, padded.length, true);
+  expected.set(new TextEncoder().encode(padded), 8);
+  expected.set(leF32(1.5, -2), 8 + padded.length);
+  expected.set(leU32(7, 0x01020304), 8 + padded.length + 8);
+  assert.equal(padded.length % 8, 0);
+  assert.deepEqual(enc, expected);
+});
+
+Deno.test("writeCheckpoint() save → load → save gives identical bytes", async () => {
+  await withDir(async (dir) => {
+    const a = join(dir, "a.safetensors");
+    const b = join(dir, "b.safetensors");
+    const c = join(dir, "c.safetensors");
+    const { tensors, metadata } = sampleContents();
+    const written = await writeCheckpoint(a, { tensors, metadata });
+    const loaded = await readCheckpoint(a);
+    await writeCheckpoint(b, { tensors: loaded.tensors, metadata: loaded.metadata });
+    // Same contents given in reverse insertion order, as a record: still the same bytes.
+    const rev = Object.fromEntries([...tensors].reverse());
+    const revMeta = Object.fromEntries(Object.entries(metadata).reverse());
+    await writeCheckpoint(c, { tensors: rev, metadata: revMeta });
+    const [ba, bb, bc] = await Promise.all([a, b, c].map((p) => Deno.readFile(p)));
+    assert.equal(ba.length, written);
+    assert.deepEqual(bb, ba);
+    assert.deepEqual(bc, ba);
+    assert.deepEqual(encodeCheckpoint({ tensors, metadata }), ba);
+    // The header lists tensors in sorted order, "10" before "2" (code-unit order).
+    const text = new TextDecoder().decode(ba.subarray(8, 8 + loaded.header.headerBytes));
+    assert.ok(text.indexOf('"10"') < text.indexOf('"2"'));
+    assert.ok(text.startsWith('{"__metadata__":{"0":"zero",'));
+    assert.equal(loaded.header.headerBytes % 8, 0);
+  });
+});
+
+Deno.test("readCheckpoint() round-trips F32 and U32 values bit for bit, incl. empty and scalar", async () => {
+  await withDir(async (dir) => {
+    const path = join(dir, "x.safetensors");
+    const { tensors, metadata } = sampleContents();
+    // Special floats by bit pattern: NaN payloads, -0, ±Inf, smallest denormal, max.
+    const bits = Uint32Array.from([
+      0x7fc00001,
+      0xffc12345,
+      0x80000000,
+      0x7f800000,
+      0xff800000,
+      0x00000001,
+      0x7f7fffff,
+    ]);
+    tensors.set("special", { dtype: "F32", shape: [7], data: new Float32Array(bits.buffer) });
+    await writeCheckpoint(path, { tensors, metadata });
+    const got = await readCheckpoint(path);
+    assert.deepEqual([...got.tensors.keys()], [...tensors.keys()].sort());
+    for (const [name, want] of tensors) {
+      const t = got.tensors.get(name)!;
+      assert.equal(t.dtype, want.dtype, name);
+      assert.deepEqual(t.shape, [...want.shape], name);
+      assert.equal(t.data.constructor, want.data.constructor, name);
+      assert.deepEqual(bytesOf(t.data), bytesOf(want.data), name);
+    }
+    assert.deepEqual(new Uint32Array(bytesOf(got.tensors.get("special")!.data).buffer), bits);
+    assert.equal(got.tensors.get("scalar")!.data[0], 2.5);
+    assert.deepEqual(got.tensors.get("scalar")!.shape, []);
+    assert.equal(got.tensors.get("empty2d")!.data.length, 0);
+    assert.deepEqual(got.metadata, metadata);
+  });
+});
+
+Deno.test("readCheckpoint() round-trips the other dtypes, incl. a misaligned F32", () => {
+  const tensors: Record<string, HostTensor> = {
+    // "a_u8" (3 bytes) puts "b_f32" at data offset 3: the reader must copy, not view.
+    "a_u8": { dtype: "U8", shape: [3], data: Uint8Array.from([1, 2, 255]) },
+    "b_f32": { dtype: "F32", shape: [2], data: f32(3.25, -1e-30) },
+    "c_bool": { dtype: "BOOL", shape: [2], data: Uint8Array.from([1, 0]) },
+    "d_f16": { dtype: "F16", shape: [1], data: Uint16Array.from([0x3c00]) },
+    "e_bf16": { dtype: "BF16", shape: [2], data: Uint16Array.from([0x3f80, 0xc000]) },
+    "f_i8": { dtype: "I8", shape: [2], data: Int8Array.from([-128, 127]) },
+    "g_i16": { dtype: "I16", shape: [1], data: Int16Array.from([-2]) },
+    "h_i32": { dtype: "I32", shape: [2, 1], data: Int32Array.from([-7, 2 ** 31 - 1]) },
+    "i_i64": { dtype: "I64", shape: [1], data: BigInt64Array.from([-(2n ** 62n)]) },
+    "j_u64": { dtype: "U64", shape: [1], data: BigUint64Array.from([2n ** 64n - 1n]) },
+    "k_f64": { dtype: "F64", shape: [2], data: Float64Array.from([Math.PI, -0]) },
+    "l_u16": { dtype: "U16", shape: [1], data: Uint16Array.from([65535]) },
+  };
+  const bytes = encodeCheckpoint({ tensors });
+  const got = decodeCheckpoint(bytes);
+  assert.equal(got.header.tensors.get("b_f32")!.dataOffsets[0], 3);
+  for (const [name, want] of Object.entries(tensors)) {
+    const t = got.tensors.get(name)!;
+    assert.equal(t.dtype, want.dtype, name);
+    assert.equal(t.data.constructor, want.data.constructor, name);
+    assert.deepEqual(bytesOf(t.data), bytesOf(want.data), name);
+  }
+  assert.deepEqual([...got.tensors.get("b_f32")!.data], [3.25, Math.fround(-1e-30)]);
+  assert.deepEqual(encodeCheckpoint({ tensors: got.tensors, metadata: got.metadata }), bytes);
+});
+
+Deno.test("readCheckpoint() reads a file laid out by an independent writer", async () => {
+  await withDir(async (dir) => {
+    const path = join(dir, "foreign.safetensors");
+    // Python-style JSON spacing, metadata last, data in non-sorted order, a U8 tensor
+    // first so the F32 after it is misaligned, no padding.
+    const bytes = handBuild([
+      { name: "z.mask", dtype: "U8", shape: [1], bytes: Uint8Array.from([9]) },
+      { name: "m.weight", dtype: "F32", shape: [2, 2], bytes: leF32(1, 2, 3, 4) },
+      { name: "a.ids", dtype: "U32", shape: [3], bytes: leU32(5, 6, 0xdeadbeef) },
+      { name: "s", dtype: "F32", shape: [], bytes: leF32(-7.5) },
+      { name: "e", dtype: "F32", shape: [2, 0], bytes: new Uint8Array(0) },
+    ], { metadata: { "ssd.format": "1", "note": "x y" } });
+    await Deno.writeFile(path, bytes);
+    const got = await readCheckpoint(path);
+    assert.deepEqual([...got.tensors.keys()], ["a.ids", "e", "m.weight", "s", "z.mask"]);
+    assert.deepEqual([...got.tensors.get("m.weight")!.data], [1, 2, 3, 4]);
+    assert.deepEqual(got.tensors.get("m.weight")!.shape, [2, 2]);
+    assert.deepEqual([...got.tensors.get("a.ids")!.data], [5, 6, 0xdeadbeef]);
+    assert.deepEqual([...got.tensors.get("s")!.data], [-7.5]);
+    assert.deepEqual([...got.tensors.get("z.mask")!.data], [9]);
+    assert.equal(got.tensors.get("e")!.data.length, 0);
+    assert.deepEqual(got.metadata, { "ssd.format": "1", "note": "x y" });
+    const h = await readHeader(path);
+    assert.deepEqual(h.tensors.get("m.weight"), {
+      dtype: "F32",
+      shape: [2, 2],
+      dataOffsets: [1, 17],
+    });
+    assert.equal(h.fileBytes, bytes.length);
+    // Padded, metadata-first variant (the Rust writer's layout) reads the same.
+    const padded = handBuild([
+      { name: "m.weight", dtype: "F32", shape: [2, 2], bytes: leF32(1, 2, 3, 4) },
+    ], { metaFirst: true, pad: true });
+    assert.deepEqual([...decodeCheckpoint(padded).tensors.get("m.weight")!.data], [1, 2, 3, 4]);
+  });
+});
+
+Deno.test("readCheckpoint() rejects a file without ssd.format unless allowForeign", async () => {
+  await withDir(async (dir) => {
+    const path = join(dir, "hf.safetensors");
+    await Deno.writeFile(
+      path,
+      handBuild([{ name: "w", dtype: "F32", shape: [1], bytes: leF32(4) }], { metadata: null }),
+    );
+    await readRejects(path, 'no "ssd.format"', "supported format versions: 1", "ssd inspect");
+    const got = await readCheckpoint(path, { allowForeign: true });
+    assert.deepEqual([...got.tensors.get("w")!.data], [4]);
+    assert.deepEqual(got.metadata, {});
+    // An unknown version is rejected even for foreign files.
+    const v2 = join(dir, "v2.safetensors");
+    await Deno.writeFile(
+      v2,
+      handBuild([{ name: "w", dtype: "F32", shape: [1], bytes: leF32(4) }], {
+        metadata: { "ssd.format": "2" },
+      }),
+    );
+    await readRejects(v2, 'format version "2"', "supported: 1", "upgrade ssd");
+    await assert.rejects(() => readHeader(v2, { allowForeign: true }), CheckpointError);
+  });
+});
+
+Deno.test("readCheckpoint() with a filter reads only the chosen tensors of a large file", async () => {
+  await withDir(async (dir) => {
+    const path = join(dir, "big.safetensors");
+    // A 64 Mi-element tensor, written as a sparse file: the header alone says how big.
+    const big = 64 * 1024 * 1024;
+    const head = handBuild([
+      { name: "small", dtype: "F32", shape: [2], bytes: leF32(0.25, 8) },
+      {
+        name: "big",
+        dtype: "F32",
+        shape: [big],
+        bytes: new Uint8Array(0),
+        offsets: [8, 8 + 4 * big],
+      },
+    ], { pad: true });
+    await Deno.writeFile(path, head);
+    await Deno.truncate(path, head.length + 4 * big);
+    const h = await readHeader(path);
+    assert.deepEqual(h.tensors.get("big")!.shape, [big]);
+    const got = await readCheckpoint(path, { filter: (n) => n === "small" });
+    assert.deepEqual([...got.tensors.keys()], ["small"]);
+    assert.deepEqual([...got.tensors.get("small")!.data], [0.25, 8]);
+    await Deno.truncate(path, head.length + 4 * big - 1);
+    await readRejects(path, "is truncated", '"big"');
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Rejection of bad files
+
+Deno.test("readCheckpoint() rejects a missing file and a folder", async () => {
+  await withDir(async (dir) => {
+    await readRejects(join(dir, "nope.safetensors"), "not found", "check the path");
+    await readRejects(dir, "is not a file");
+  });
+});
+
+Deno.test("readCheckpoint() rejects a file truncated at any point", async () => {
+  await withDir(async (dir) => {
+    const { tensors, metadata } = sampleContents();
+    const full = encodeCheckpoint({ tensors, metadata });
+    const n = Number(new DataView(full.buffer).getBigUint64(0, true));
+    // Every cut, in memory.
+    for (let cut = 0; cut < full.length; cut++) decodeRejects(full.slice(0, cut), "truncated");
+    // Cuts through each region, through the file path.
+    const path = join(dir, "cut.safetensors");
+    for (const cut of [0, 3, 7, 8, 9, 8 + (n >> 1), 8 + n - 1, 8 + n, 8 + n + 5, full.length - 1]) {
+      await Deno.writeFile(path, full.slice(0, cut));
+      await readRejects(path, "truncated");
+    }
+  });
+});
+
+Deno.test("readCheckpoint() rejects bit flips in the header with a CheckpointError", async () => {
+  const { tensors, metadata } = sampleContents();
+  const good = encodeCheckpoint({ tensors, metadata });
+  const n = Number(new DataView(good.buffer).getBigUint64(0, true));
+  const header = good.subarray(8, 8 + n);
+  // Byte position (not UTF-16 index: the header holds non-ASCII names) of `s` in the file.
+  const at = (s: string) => {
+    const needle = new TextEncoder().encode(s);
+    for (let i = 0; i + needle.length <= header.length; i++) {
+      if (needle.every((b, j) => header[i + j] === b)) return 8 + i;
+    }
+    throw new Error(`${s} not in header`);
+  };
+  const flip = (at: number, mask: number) => {
+    const b = good.slice();
+    b[at] ^= mask;
+    return b;
+  };
+  // Targeted flips: a brace (JSON broken), a dtype letter, the format version, a shape digit.
+  decodeRejects(flip(8, 0x01), "not valid JSON");
+  decodeRejects(flip(at('"F32"') + 3, 0x01), 'unknown dtype "F33"');
+  decodeRejects(flip(at('"ssd.format":"1"') + 14, 0x01), 'format version "0"');
+  decodeRejects(
+    flip(at('"transformer.wte.weight":{"dtype":"F32","shape":[5,3]') + 49, 0x02),
+    '"transformer.wte.weight"',
+    "needs 84 bytes",
+  );
+  decodeRejects(flip(at('"shape":[5,3]') + 8, 0x80), "not valid UTF-8");
+  // Every single-bit flip of prefix and header: never a crash, and every flip of the
+  // length prefix or of the JSON structure is caught. Flips inside names or metadata
+  // strings can give another valid file (safetensors has no checksum), so those may pass.
+  let rejected = 0;
+  let total = 0;
+  for (let pos = 0; pos < 8 + n; pos++) {
+    for (let bit = 0; bit < 8; bit++) {
+      total++;
+      try {
+        decodeCheckpoint(flip(pos, 1 << bit));
+        assert.ok(pos >= 8, `flip of prefix byte ${pos} bit ${bit} was accepted`);
+      } catch (e) {
+        assertCkptError(e);
+        rejected++;
+      }
+    }
+  }
+  assert.ok(rejected / total > 0.6, `only ${rejected} of ${total} flips rejected`);
+  await Promise.resolve();
+});
+
+Deno.test("readCheckpoint() rejects an absurd or oversized header length", async () => {
+  await withDir(async (dir) => {
+    const good = encodeCheckpoint(sampleContents());
+    const withLen = (len: bigint) => {
+      const b = good.slice();
+      new DataView(b.buffer).setBigUint64(0, len, true);
+      return b;
+    };
+    const path = join(dir, "len.safetensors");
+    await Deno.writeFile(path, withLen(BigInt(MAX_HEADER_BYTES) + 1n));
+    await readRejects(path, "header length 100000001 bytes", "exceeds the limit");
+    decodeRejects(withLen(2n ** 64n - 1n), "exceeds the limit");
+    await Deno.writeFile(path, withLen(BigInt(good.length)));
+    await readRejects(path, "truncated", `header length is ${good.length} bytes`);
+    decodeRejects(withLen(0n), "too short");
+  });
+});
+
+Deno.test("readCheckpoint() rejects a header that is not a JSON object", () => {
+  decodeRejects(handBuild([], { headerText: "[1, 2]   " }), "an array, not a JSON object");
+  decodeRejects(handBuild([], { headerText: "null" }), "null, not a JSON object");
+  decodeRejects(handBuild([], { headerText: '{"a": 1' }), "not valid JSON");
+  decodeRejects(
+    handBuild([], { headerText: '{"__metadata__": [], "x": 1}' }),
+    "__metadata__ is an array",
+  );
+  decodeRejects(
+    handBuild([], { metadata: { "ssd.format": "1", "ssd.train": { step: 1 } } }),
+    '__metadata__["ssd.train"] is an object, not a string',
+  );
+  decodeRejects(
+    handBuild([], { headerText: '{"__metadata__": {"ssd.format": "1"}, "w": [1]}' }),
+    'tensor "w" has an array as its entry',
+  );
+});
+
+Deno.test("readCheckpoint() rejects bad dtypes, shapes and offsets", () => {
+  const w = (over: Partial<RawEntry>) =>
+    handBuild([{ name: "w", dtype: "F32", shape: [2], bytes: leF32(1, 2), ...over }]);
+  decodeRejects(w({ dtype: "F33" }), 'tensor "w" has unknown dtype "F33"', "known: BOOL");
+  decodeRejects(w({ dtype: "f32" }), 'unknown dtype "f32"');
+  decodeRejects(w({ shape: [-2] }), "shape [-2], not an array of non-negative integers");
+  decodeRejects(w({ shape: [1.5] }), "not an array of non-negative integers");
+  decodeRejects(w({ shape: "2" }), "not an array of non-negative integers");
+  decodeRejects(w({ offsets: [8, 0] }), "data_offsets [8,0], not [begin, end]");
+  decodeRejects(w({ offsets: [0] }), "not [begin, end]");
+  decodeRejects(w({ offsets: [0, "8"] }), "not [begin, end]");
+  decodeRejects(w({ shape: [3] }), "data_offsets [0, 8] (8 bytes) but F32 [3] needs 12 bytes");
+  decodeRejects(w({ dtype: "F64" }), "needs 16 bytes");
+  decodeRejects(w({ offsets: [0, 8], shape: [2], bytes: leF32(1) }), "truncated", '"w" ends');
+});
+
+Deno.test("readCheckpoint() rejects overlaps, gaps and trailing bytes", () => {
+  const two = (bOffsets: number[], extra?: Uint8Array) =>
+    handBuild([
+      { name: "a", dtype: "F32", shape: [2], bytes: leF32(1, 2) },
+      { name: "b", dtype: "F32", shape: [2], bytes: leF32(3, 4), offsets: bOffsets },
+    ], { extraData: extra });
+  decodeRejects(two([4, 12]), 'tensors "a" [0, 8] and "b" [4, 12] overlap');
+  decodeRejects(two([0, 8]), "overlap");
+  // b at [12, 20) leaves [8, 12) uncovered; the data section is 16 bytes + 4 extra.
+  decodeRejects(two([12, 20], new Uint8Array(4)), "data bytes [8, 12) belong to no tensor");
+  decodeRejects(two([8, 16], new Uint8Array(3)), "3 trailing bytes after the last tensor");
+  // A zero-size tensor inside another's bytes is an overlap too.
+  decodeRejects(
+    handBuild([
+      { name: "a", dtype: "F32", shape: [2], bytes: leF32(1, 2) },
+      { name: "e", dtype: "F32", shape: [0], bytes: new Uint8Array(0), offsets: [4, 4] },
+    ]),
+    '"a" [0, 8] and "e" [4, 4] overlap',
+  );
+  // An empty data section with no tensors is fine.
+  assert.equal(decodeCheckpoint(handBuild([])).tensors.size, 0);
+});
+
+// ---------------------------------------------------------------------------
+// Config checks
+
+function expected(d: number, layers = 1): Map<string, number[]> {
+  const m = new Map<string, number[]>([["transformer.wte.weight", [16, d]]]);
+  for (let i = 0; i < layers; i++) m.set(`transformer.h.${i}.mlp.c_fc.weight`, [4 * d, d]);
+  return m;
+}
+
+function headerFor(shapes: Map<string, number[]>, path = "run/final.safetensors") {
+  const tensors = new Map<string, HostTensor>();
+  for (const [name, shape] of shapes) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    tensors.set(name, { dtype: "F32", shape, data: new Float32Array(n) });
+  }
+  return decodeCheckpoint(encodeCheckpoint({ tensors }), { label: path }).header;
+}
+
+function validateRejects(fn: () => void, ...parts: string[]): void {
+  let err: unknown = null;
+  try {
+    fn();
+  } catch (e) {
+    err = e;
+  }
+  assert.ok(err !== null, `validation passed; expected ${parts.join(", ")}`);
+  assertCkptError(err, "run/final.safetensors", "does not match the model config", ...parts);
+}
+
+Deno.test("validateAgainstConfig() accepts a matching checkpoint, with or without moments", () => {
+  validateAgainstConfig(headerFor(expected(8)), expected(8));
+  const withMoments = new Map(expected(8));
+  for (const [name, shape] of expected(8)) {
+    withMoments.set(optimMName(name), shape);
+    withMoments.set(optimVName(name), shape);
+  }
+  validateAgainstConfig(headerFor(withMoments), expected(8), { optimizer: "required" });
+});
+
+Deno.test("validateAgainstConfig() reports wrong shapes, missing and extra tensors", () => {
+  validateRejects(
+    () => validateAgainstConfig(headerFor(expected(8)), expected(4)),
+    'tensor "transformer.h.0.mlp.c_fc.weight" has shape [32, 8], expected [16, 4]',
+    "(and 1 more)",
+    "ssd inspect run/final.safetensors",
+  );
+  validateRejects(
+    () => validateAgainstConfig(headerFor(expected(8, 1)), expected(8, 2)),
+    'tensor "transformer.h.1.mlp.c_fc.weight" is missing (expected F32 [32, 8])',
+  );
+  validateRejects(
+    () => validateAgainstConfig(headerFor(expected(8, 2)), expected(8, 1)),
+    'unexpected tensor "transformer.h.1.mlp.c_fc.weight" [32, 8] (not in the model)',
+  );
+  const badMoment = new Map(expected(8));
+  badMoment.set(optimVName("transformer.wte.weight"), [16, 4]);
+  validateRejects(
+    () => validateAgainstConfig(headerFor(badMoment), expected(8)),
+    'tensor "optim.v.transformer.wte.weight" has shape [16, 4], expected [16, 8]',
+  );
+  const orphan = new Map(expected(8));
+  orphan.set(optimMName("gone.weight"), [3]);
+  validateRejects(
+    () => validateAgainstConfig(headerFor(orphan), expected(8)),
+    'unexpected tensor "optim.m.gone.weight"',
+  );
+  validateRejects(
+    () => validateAgainstConfig(headerFor(expected(8)), expected(8), { optimizer: "required" }),
+    'tensor "optim.m.transformer.h.0.mlp.c_fc.weight" is missing',
+    "(and 3 more)",
+  );
+  validateRejects(
+    () => validateAgainstConfig(headerFor(expected(8)), expected(8), { dtype: "F16" }),
+    "has dtype F32, expected F16",
+  );
+});
+
+// ---------------------------------------------------------------------------
+// Metadata and names
+
+Deno.test("ssdMetadata() and readSsdMetadata() round-trip config, moe and train state", async () => {
+  await withDir(async (dir) => {
+    const path = join(dir, "m.safetensors");
+    const train = { step: 3, lr: 0.1 + 0.2, rng: [1, 2, 3, 4], history: [{ phase: "dense" }] };
+    const config = { n_layer: 2, d_model: 8, activation: "relu" };
+    const meta = ssdMetadata({ config, train });
+    assert.equal(meta[META_FORMAT], CHECKPOINT_FORMAT);
+    assert.equal(meta[META_MOE], undefined);
+    assert.equal(meta[META_CONFIG], '{"activation":"relu","d_model":8,"n_layer":2}');
+    await writeCheckpoint(path, { tensors: {}, metadata: meta });
+    const got = readSsdMetadata(await readHeader(path));
+    assert.deepEqual(got, { format: "1", config, moe: null, train });
+    assert.equal((got.train as { lr: number }).lr, 0.1 + 0.2);
+  });
+});
+
+Deno.test("canonicalJson() sorts keys at every level and rejects non-JSON numbers", () => {
+  assert.equal(
+    canonicalJson({ b: [{ z: 1, a: null }], a: "x", u: undefined }),
+    '{"a":"x","b":[{"a":null,"z":1}]}',
+  );
+  assert.equal(canonicalJson({ "2": 1, "10": 2, "a": 3 }), '{"10":2,"2":1,"a":3}');
+  assert.throws(() => canonicalJson({ lr: NaN }), (e) => {
+    assertCkptError(e, "value.lr = NaN");
+    return true;
+  });
+  assert.throws(() => canonicalJson({ f: () => 1 }), CheckpointError);
+});
+
+Deno.test("metaJson() reports missing and malformed metadata entries", () => {
+  const h = { path: "p.safetensors", metadata: { [META_CONFIG]: "{bad", [META_TRAIN]: "[1]" } };
+  assert.equal(metaJson(h, META_MOE), null);
+  assert.throws(() => metaJson({ ...h, metadata: {} }, META_CONFIG, true), (e) => {
+    assertCkptError(e, "p.safetensors", 'no "ssd.config" metadata');
+    return true;
+  });
+  assert.throws(() => metaJson(h, META_CONFIG), (e) => {
+    assertCkptError(e, 'metadata "ssd.config" is not valid JSON');
+    return true;
+  });
+  assert.throws(() => metaJson(h, META_TRAIN), (e) => {
+    assertCkptError(e, 'metadata "ssd.train" is an array, not a JSON object');
+    return true;
+  });
+});
+
+Deno.test("optimMName() / optimVName() / parseOptimName() / withoutOptimizer() agree", () => {
+  const p = "transformer.h.0.attn.c_attn.weight";
+  assert.equal(optimMName(p), "optim.m." + p);
+  assert.equal(optimVName(p), "optim.v." + p);
+  assert.deepEqual(parseOptimName(optimMName(p)), { moment: "m", param: p });
+  assert.deepEqual(parseOptimName(optimVName(p)), { moment: "v", param: p });
+  assert.equal(parseOptimName(p), null);
+  assert.equal(parseOptimName("optim.x." + p), null);
+  const m = new Map([[p, 1], [optimMName(p), 2], [optimVName(p), 3], ["optimizer", 4]]);
+  assert.deepEqual([...withoutOptimizer(m).keys()], [p, "optimizer"]);
+});
+
+// ---------------------------------------------------------------------------
+// Atomic writes
+
+Deno.test("writeCheckpoint() interrupted before rename leaves the old file intact and no temp", async () => {
+  await withDir(async (dir) => {
+    const path = join(dir, "ckpt.safetensors");
+    const v1 = sampleContents();
+    await writeCheckpoint(path, v1);
+    const before = await Deno.readFile(path);
+    const v2 = sampleContents();
+    v2.tensors.set("scalar", { dtype: "F32", shape: [], data: f32(99) });
+    let tempSeen: string[] = [];
+    let err: unknown = null;
+    try {
+      await writeCheckpoint(path, v2, {
+        beforeRename: async () => {
+          tempSeen = (await listDir(dir)).filter((n) => n !== "ckpt.safetensors");
+          throw new Error("simulated crash");
+        },
+      });
+    } catch (e) {
+      err = e;
+    }
+    assertCkptError(err, path, "simulated crash", "previous checkpoint there is unchanged");
+    // The temp was complete, in the same folder, with a recognisable name.
+    assert.equal(tempSeen.length, 1);
+    assert.ok(tempSeen[0].startsWith(".ckpt.safetensors.tmp-"), tempSeen[0]);
+    assert.ok(isCheckpointTemp(tempSeen[0]));
+    assert.deepEqual(await Deno.readFile(path), before);
+    assert.deepEqual(await listDir(dir), ["ckpt.safetensors"]);
+    // The same crash with no previous checkpoint leaves nothing.
+    const fresh = join(dir, "new.safetensors");
+    await assert.rejects(
+      () =>
+        writeCheckpoint(fresh, v2, {
+          beforeRename: () => {
+            throw new Error("boom");
+          },
+        }),
+      CheckpointError,
+    );
+    assert.deepEqual(await listDir(dir), ["ckpt.safetensors"]);
+    // Without the crash the new contents replace the old.
+    await writeCheckpoint(path, v2);
+    assert.deepEqual([...(await readCheckpoint(path)).tensors.get("scalar")!.data], [99]);
+    assert.deepEqual(await listDir(dir), ["ckpt.safetensors"]);
+  });
+});
+
+Deno.test("writeCheckpoint() rejects bad contents without touching the old file", async () => {
+  await withDir(async (dir) => {
+    const path = join(dir, "c.safetensors");
+    await writeCheckpoint(path, sampleContents());
+    const before = await Deno.readFile(path);
+    const bad = async (tensor: HostTensor, ...parts: string[]) => {
+      const { tensors, metadata } = sampleContents();
+      tensors.set("bad", tensor);
+      let err: unknown = null;
+      try {
+        await writeCheckpoint(path, { tensors, metadata });
+      } catch (e) {
+        err = e;
+      }
+      assertCkptError(err, `Cannot save checkpoint ${path}`, ...parts);
+    };
+    await bad(
+      { dtype: "F32", shape: [2, 2], data: f32(1, 2, 3) },
+      "[2, 2] (4 elements) but 3 values",
+    );
+    await bad(
+      { dtype: "F32", shape: [2], data: Uint32Array.from([1, 2]) },
+      "is F32 but its data is Uint32Array",
+    );
+    await bad({ dtype: "U32", shape: [1], data: f32(1) }, "not Uint32Array");
+    await bad({ dtype: "F32", shape: [-1], data: f32() }, "not non-negative integers");
+    await bad({ dtype: "X" as "F32", shape: [1], data: f32(1) }, 'unknown dtype "X"');
+    await assert.rejects(
+      () =>
+        writeCheckpoint(path, {
+          tensors: { __metadata__: { dtype: "F32", shape: [], data: f32(0) } },
+        }),
+      /"__metadata__" is reserved/,
+    );
+    await assert.rejects(
+      () => writeCheckpoint(path, { tensors: {}, metadata: { "ssd.format": "2" } }),
+      /writes only version 1/,
+    );
+    assert.deepEqual(await Deno.readFile(path), before);
+    assert.deepEqual(await listDir(dir), ["c.safetensors"]);
+  });
+});
+
+Deno.test("writeCheckpoint() into a missing folder fails with a clear message", async () => {
+  await withDir(async (dir) => {
+    const path = join(dir, "no", "such", "x.safetensors");
+    let err: unknown = null;
+    try {
+      await writeCheckpoint(path, sampleContents());
+    } catch (e) {
+      err = e;
+    }
+    assertCkptError(
+      err,
+      `Cannot save checkpoint ${path}`,
+      `create the folder ${join(dir, "no", "such")}`,
+    );
+    assert.deepEqual(await listDir(dir), []);
+  });
+});
+
+Deno.test("writeCheckpoint() racing saves to one path leave one complete file", async () => {
+  await withDir(async (dir) => {
+    const path = join(dir, "r.safetensors");
+    const versions = [1, 2, 3, 4].map((v) => {
+      const c = sampleContents();
+      c.tensors.set("scalar", { dtype: "F32", shape: [], data: f32(v) });
+      return c;
+    });
+    await Promise.all(versions.map((c) => writeCheckpoint(path, c)));
+    const got = await readCheckpoint(path);
+    const v = got.tensors.get("scalar")!.data[0] as number;
+    assert.ok([1, 2, 3, 4].includes(v));
+    assert.deepEqual(await Deno.readFile(path), encodeCheckpoint(versions[v - 1]));
+    assert.deepEqual(await listDir(dir), ["r.safetensors"]);
+  });
+});
+
+Deno.test("f32Data() / u32Data() narrow the data type and reject other dtypes", () => {
+  const got = decodeCheckpoint(encodeCheckpoint(sampleContents()));
+  const wte = got.tensors.get("transformer.wte.weight")!;
+  assert.ok(f32Data(wte) instanceof Float32Array);
+  assert.deepEqual([...u32Data(got.tensors.get("perm")!)], [3, 0, 0xffffffff, 1]);
+  assert.throws(() => f32Data(got.tensors.get("perm")!, "perm"), (e) => {
+    assertCkptError(e, '"perm" is U32, expected F32');
+    return true;
+  });
+  assert.throws(() => u32Data(wte), CheckpointError);
+});
