@@ -1,0 +1,84 @@
+/**
+ * Top-k indices along the last dim (expert selection; no gradient).
+ *
+ *   out[r, j] = index of the j-th largest of x[r, 0..n), j < k, in
+ *               descending order of value; equal values go to the lower
+ *               index first (SPEC: "ties go to the lower expert index")
+ *
+ * Layouts: x (rows, n) f32 row-major, out (rows, k) u32.
+ *
+ * Values are compared as u32 keys that order like the floats (sign bit
+ * flipped, negative values' bits inverted, −0 folded onto +0), so the order
+ * is total and exact and does not depend on how the compiler treats NaN:
+ * NaN ranks above +∞ (as torch.topk does), −NaN below −∞.
+ *
+ * One thread per row (rows threads, 64 per group, 2-D grid past 65535
+ * groups), k selection passes over the row: pass j takes the largest
+ * (key, −index) strictly after the one pass j−1 took. O(k·n) per row, no
+ * private arrays or workgroup memory; fine for expert counts (n ≤ a few
+ * hundred). Bindings: x (read-only), out; params in group 1.
+ */
+import type { Gpu } from "../runtime.ts";
+import { ceilDiv, grid1d, Params } from "../util.ts";
+
+/** WGSL of topk.rows. */
+export const TOPK_WGSL = /* wgsl */ `
+struct P { rows: u32, n: u32, k: u32, nx: u32 }
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<u32>;
+@group(1) @binding(0) var<uniform> p: P;
+
+fn orderKey(v: f32) -> u32 {
+  var b = bitcast<u32>(v);
+  if (b == 0x80000000u) { b = 0u; }
+  if ((b & 0x80000000u) != 0u) { return ~b; }
+  return b | 0x80000000u;
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let r = gid.y * p.nx * 64u + gid.x;
+  if (r >= p.rows) { return; }
+  let base = r * p.n;
+  var prevKey = 0u;
+  var prevIdx = 0u;
+  for (var j = 0u; j < p.k; j++) {
+    var bestKey = 0u;
+    var bestIdx = p.n;
+    for (var e = 0u; e < p.n; e++) {
+      let key = orderKey(x[base + e]);
+      // Still available: ranked after the previous pick (key desc, index asc).
+      let after = j == 0u || key < prevKey || (key == prevKey && e > prevIdx);
+      // Scanning e upwards with a strict > keeps the lowest index among equal keys.
+      if (after && (bestIdx == p.n || key > bestKey)) {
+        bestKey = key;
+        bestIdx = e;
+      }
+    }
+    out[r * p.k + j] = bestIdx;
+    prevKey = bestKey;
+    prevIdx = bestIdx;
+  }
+}
+`;
+
+const TOPK = { name: "topk.rows", code: TOPK_WGSL };
+
+/** out (rows, k) u32 = indices of the k largest of each row of x (rows, n), descending. */
+export function topkKernel(
+  g: Gpu,
+  out: GPUBuffer,
+  x: GPUBuffer,
+  rows: number,
+  n: number,
+  k: number,
+): void {
+  if (rows * k === 0) return;
+  const [nx, ny] = grid1d(ceilDiv(rows, 64));
+  g.recorder.dispatch({
+    kernel: TOPK,
+    buffers: [x, out],
+    params: new Params().u32(rows).u32(n).u32(k).u32(nx),
+    workgroups: [nx, ny],
+  });
+}
