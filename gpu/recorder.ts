@@ -23,8 +23,8 @@ import type { Params } from "./util.ts";
 
 const ARENA_CHUNK_BYTES = 64 * 1024;
 const MAX_PARAM_BYTES = 256;
-/** Timestamp pairs per profiling query set. */
-const PROFILE_QUERIES = 4096;
+/** Timestamp pairs per profiling query set (WebGPU caps a query set at 4096 queries). */
+const PROFILE_QUERIES = 2048;
 
 /** A buffer, or a byte range of one, bound to a kernel. */
 export type Binding = GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: number };
@@ -181,12 +181,16 @@ export class Recorder {
         label: name + ".params",
       })
       : null;
-    const enc = this.#enc();
+    let enc = this.#enc();
     let pass = this.#pass;
     if (this.#profiling) {
       this.#endPass();
+      if (this.#queryNames.length >= PROFILE_QUERIES) {
+        // The query set is full: submit what it timed and start over in a new encoder.
+        this.flush();
+        enc = this.#enc();
+      }
       const q = this.#queryNames.length;
-      if (q >= PROFILE_QUERIES) throw new Error("Too many profiled dispatches in one batch");
       this.#queryNames.push(name);
       pass = enc.beginComputePass({
         label: name,
