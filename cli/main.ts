@@ -9,6 +9,10 @@ import { Command } from "commander";
 import denoJson from "../deno.json" with { type: "json" };
 import { processIo, reportError, runCli } from "./_run.ts";
 import { deviceCommand } from "./device.ts";
+import { evalCommand } from "./eval.ts";
+import { generateCommand } from "./generate.ts";
+import { inspectCommand } from "./inspect.ts";
+import { trainCommand } from "./train.ts";
 
 /** Global flags, accepted before or after the subcommand. */
 export interface GlobalFlags {
@@ -36,6 +40,10 @@ export function buildProgram(): Command {
       if (!flags.autotune) disableAutotune();
     });
   program.addCommand(deviceCommand());
+  program.addCommand(evalCommand());
+  program.addCommand(generateCommand());
+  program.addCommand(inspectCommand());
+  program.addCommand(trainCommand());
   return program;
 }
 

@@ -102,6 +102,15 @@ function readFile(path: string, flag: string): Uint8Array {
 }
 
 /**
+ * All tokens of a text file or a folder of `.txt` files, with no validation
+ * split (for `ssd eval --data`, which scores every token). Throws
+ * `ConfigError` for a missing path, an empty file or a folder with no text.
+ */
+export function loadAllText(path: string, flag = "--data"): { tokens: Uint8Array; source: string } {
+  return readTokens(path, flag);
+}
+
+/**
  * Loads `--data PATH` (a text file, or a folder of `.txt` files) as byte
  * tokens. Validation is the last `VAL_FRACTION` of the tokens (at least one),
  * or all of `opts.val` when given. Throws `ConfigError` for a missing path, an

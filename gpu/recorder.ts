@@ -26,8 +26,14 @@ const MAX_PARAM_BYTES = 256;
 /** Timestamp pairs per profiling query set (WebGPU caps a query set at 4096 queries). */
 const PROFILE_QUERIES = 2048;
 
-/** A buffer, or a byte range of one, bound to a kernel. */
-export type Binding = GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: number };
+/** A buffer, a byte range of one, or a texture view, bound to a kernel. */
+export type Binding =
+  | GPUBuffer
+  | { buffer: GPUBuffer; offset?: number; size?: number }
+  | GPUTextureView;
+
+/** Bind groups kept per pipeline before its cache is cleared (bounds memory). */
+const MAX_CACHED_BIND_GROUPS = 2048;
 
 /** One dispatch. */
 export interface DispatchArgs {
@@ -77,6 +83,12 @@ export class Recorder {
   #errors: Promise<GpuError | null>[] = [];
   #stats: RecorderStats = { dispatches: 0, submits: 0, hostWaits: 0 };
   #lastKernel = "";
+  // createBindGroup costs ~40 µs on llvmpipe, and a training step binds the
+  // same (pooled) buffers and the same param-arena slots every step: bind
+  // groups are cached per pipeline by the identity of what they bind.
+  #bindGroups = new WeakMap<GPUComputePipeline, Map<string, GPUBindGroup>>();
+  #ids = new WeakMap<object, number>();
+  #nextId = 1;
   // Profiling with timestamp queries: one pass per dispatch while enabled.
   #profiling = false;
   #querySet: GPUQuerySet | null = null;
@@ -160,27 +172,59 @@ export class Recorder {
     );
   }
 
+  #id(o: object): number {
+    let id = this.#ids.get(o);
+    if (id === undefined) this.#ids.set(o, id = this.#nextId++);
+    return id;
+  }
+
+  #cached(pipeline: GPUComputePipeline, key: string, make: () => GPUBindGroup): GPUBindGroup {
+    let cache = this.#bindGroups.get(pipeline);
+    if (!cache) this.#bindGroups.set(pipeline, cache = new Map());
+    let group = cache.get(key);
+    if (!group) {
+      if (cache.size >= MAX_CACHED_BIND_GROUPS) cache.clear();
+      group = make();
+      cache.set(key, group);
+    }
+    return group;
+  }
+
+  #group0(pipeline: GPUComputePipeline, bindings: Binding[], name: string): GPUBindGroup {
+    let key = "";
+    for (const b of bindings) {
+      if (b instanceof GPUBuffer) key += `b${this.#id(b)},`;
+      else if (b instanceof GPUTextureView) key += `t${this.#id(b)},`;
+      else key += `b${this.#id(b.buffer)}@${b.offset ?? 0}+${b.size ?? "all"},`;
+    }
+    return this.#cached(pipeline, key, () =>
+      this.#device.createBindGroup({
+        layout: pipeline.getBindGroupLayout(0),
+        entries: bindings.map((b, i) => ({
+          binding: i,
+          resource: b instanceof GPUBuffer ? { buffer: b } : b,
+        })),
+        label: name,
+      }));
+  }
+
+  #group1(pipeline: GPUComputePipeline, slot: GPUBufferBinding, name: string): GPUBindGroup {
+    const key = `p${this.#id(slot.buffer)}@${slot.offset}+${slot.size}`;
+    return this.#cached(pipeline, key, () =>
+      this.#device.createBindGroup({
+        layout: pipeline.getBindGroupLayout(1),
+        entries: [{ binding: 0, resource: slot }],
+        label: name + ".params",
+      }));
+  }
+
   /** Records one dispatch. */
   dispatch(args: DispatchArgs): void {
     const name = args.kernel.name;
     this.#checkLost(name);
     const pipeline = this.#pipelines.get(args.kernel, args.constants);
-    const entries: GPUBindGroupEntry[] = args.buffers.map((b, i) => ({
-      binding: i,
-      resource: "buffer" in b && !(b instanceof GPUBuffer) ? b : { buffer: b as GPUBuffer },
-    }));
-    const group0 = this.#device.createBindGroup({
-      layout: pipeline.getBindGroupLayout(0),
-      entries,
-      label: name,
-    });
-    const group1 = args.params
-      ? this.#device.createBindGroup({
-        layout: pipeline.getBindGroupLayout(1),
-        entries: [{ binding: 0, resource: this.#paramSlot(args.params) }],
-        label: name + ".params",
-      })
-      : null;
+    const group0 = this.#group0(pipeline, args.buffers, name);
+    const group1 = args.params ? this.#group1(pipeline, this.#paramSlot(args.params), name) : null;
     let enc = this.#enc();
     let pass = this.#pass;
     if (this.#profiling) {

@@ -7,42 +7,12 @@
  * (Metal off macOS, D3D12 on macOS) leaves `requestAdapter()` with nothing.
  */
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import { GpuError, NO_ADAPTER_HINT } from "../../core/errors.ts";
 import { runDevice } from "../../pipelines/device.ts";
-
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+import { assertOneErrorLine, ssd } from "./_ssd.ts";
 
 /** A backend that no adapter of this OS can have. */
 const ABSENT_BACKEND = Deno.build.os === "darwin" ? "dx12" : "metal";
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function ssd(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "cli/main.ts", ...args],
-    cwd: ROOT,
-    env: { NO_COLOR: "1", XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp", ...env },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
-
-/** Asserts the SPEC 8 shape of a failure: one `ssd: ` line on stderr, no stack trace. */
-function assertOneErrorLine(r: Run, code: number): string {
-  assert.equal(r.code, code, `exit code (stderr: ${r.stderr})`);
-  const lines = r.stderr.split("\n").filter((l) => l !== "");
-  assert.equal(lines.length, 1, `expected one stderr line, got:\n${r.stderr}`);
-  assert.match(lines[0], /^ssd: /);
-  assert.doesNotMatch(r.stderr, /\bat .*:\d+:\d+|Error:|file:\/\//, "stack trace on stderr");
-  return lines[0];
-}
 
 Deno.test("ssd device prints the adapter table and exits 0", async () => {
   const r = await ssd(["device"]);

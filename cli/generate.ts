@@ -1,0 +1,106 @@
+/**
+ * `ssd generate CKPT --prompt TEXT`: samples text from a checkpoint and
+ * streams it to stdout as it is produced, the prompt first (unless
+ * `--no-echo`). Bytes are decoded with `ByteDecoder`, so a multi-byte UTF-8
+ * character is written whole even when its bytes come from different steps.
+ * Nothing is written until the checkpoint has loaded and the first step has
+ * run, so a failing run leaves stdout empty.
+ */
+import { Command, InvalidArgumentError } from "commander";
+import { ByteDecoder } from "../core/tokenizer.ts";
+import { DEFAULT_GENERATE_CONFIG, runGenerate } from "../pipelines/generate.ts";
+import { intArg, numArg } from "./_flags.ts";
+
+/** Options of `ssd generate`, as commander parses them. */
+export interface GenerateFlags {
+  /** Text to continue. */
+  prompt: string;
+  /** Tokens to generate. */
+  tokens: number;
+  /** Softmax temperature; 0 = greedy. */
+  temperature: number;
+  /** Top-k cut; 0 = all. */
+  topK: number;
+  /** RNG seed. */
+  seed: number;
+  /** False with `--no-echo`: the prompt is not printed. */
+  echo: boolean;
+}
+
+/** An integer flag value of at least `min` (commander usage error otherwise). */
+function atLeast(min: number, what: string) {
+  return (value: string): number => {
+    const n = intArg(value);
+    if (n < min) throw new InvalidArgumentError(`expected ${what}, got "${value}"`);
+    return n;
+  };
+}
+
+function temperatureArg(value: string): number {
+  const n = numArg(value);
+  if (n < 0) {
+    throw new InvalidArgumentError(`expected a number >= 0 (0 = greedy), got "${value}"`);
+  }
+  return n;
+}
+
+const encoder = new TextEncoder();
+
+async function writeAll(text: string): Promise<void> {
+  let bytes = encoder.encode(text);
+  while (bytes.length > 0) bytes = bytes.subarray(await Deno.stdout.write(bytes));
+}
+
+/** Builds the `generate` subcommand. */
+export function generateCommand(): Command {
+  const d = DEFAULT_GENERATE_CONFIG;
+  return new Command("generate")
+    .description(
+      "sample text from a checkpoint, streamed to stdout as it is produced " +
+        "(temperature, top-k, seeded: the same seed gives the same text)",
+    )
+    .argument("<checkpoint>", "checkpoint file (.safetensors) to sample from")
+    .requiredOption("--prompt <text>", "text to continue (not empty)")
+    .option("--tokens <n>", "tokens (bytes) to generate", atLeast(0, "an integer >= 0"), d.tokens)
+    .option(
+      "--temperature <t>",
+      "softmax temperature; 0 = greedy (always the most likely byte)",
+      temperatureArg,
+      d.temperature,
+    )
+    .option(
+      "--top-k <k>",
+      "sample among the k most likely bytes; 0 = all",
+      atLeast(0, "an integer >= 0 (0 = all)"),
+      d.top_k,
+    )
+    .option("--seed <s>", "random seed", intArg, d.seed)
+    .option("--no-echo", "do not print the prompt before the generated text")
+    .action(async (checkpoint: string, flags: GenerateFlags) => {
+      const stream = runGenerate({
+        checkpoint,
+        prompt: flags.prompt,
+        tokens: flags.tokens,
+        temperature: flags.temperature,
+        top_k: flags.topK,
+        seed: flags.seed,
+      });
+      // The first step loads and checks everything; only then does output start.
+      let step = await stream.next();
+      if (flags.echo) await writeAll(flags.prompt);
+      const dec = new ByteDecoder();
+      let last = flags.echo ? flags.prompt : "";
+      while (!step.done) {
+        const text = dec.push(step.value);
+        if (text) {
+          await writeAll(text);
+          last = text;
+        }
+        step = await stream.next();
+      }
+      const tail = dec.flush();
+      if (tail) await writeAll(tail);
+      // A terminal gets its prompt back on a fresh line; piped output stays byte-exact.
+      if (Deno.stdout.isTerminal() && !(tail || last).endsWith("\n")) await writeAll("\n");
+    });
+}

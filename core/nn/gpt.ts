@@ -1,0 +1,148 @@
+/**
+ * GPT (SPEC 4), after nanoGPT's model.py: pre-LayerNorm blocks, learned
+ * positional embeddings, causal multi-head attention, a ReLU FFN, and the
+ * output projection tied to the token embedding. Parameters carry their
+ * nanoGPT names, so a checkpoint loads into a nanoGPT-style PyTorch model.
+ *
+ * References: nanoGPT (karpathy/nanoGPT, model.py); GPT-2 initialisation
+ * (normal 0.02, residual projections scaled by 1/sqrt(2 n_layer)).
+ */
+import { gelu, relu } from "../ops/activation.ts";
+import { add } from "../ops/add.ts";
+import { attention } from "../ops/attention.ts";
+import { crossEntropy } from "../ops/cross_entropy.ts";
+import { embedding, gather } from "../ops/gather.ts";
+import { layerNorm } from "../ops/layernorm.ts";
+import { linear } from "../ops/matmul.ts";
+import { fmtShape, ShapeError } from "../errors.ts";
+import type { Rng } from "../rng.ts";
+import { keep } from "../scope.ts";
+import { full, type Tensor, tensor } from "../tensor.ts";
+import { type GPTConfig, paramShapes, validateConfig } from "./config.ts";
+
+/** What `forward` returns: logits always, the loss when targets were given. */
+export interface GPTOutput {
+  /** (B, T, V) next-token logits. */
+  logits: Tensor;
+  /** Mean cross-entropy over the B·T targets (shape [1]), if targets were given. */
+  loss: Tensor | null;
+}
+
+/** The GPT of SPEC 4 with its parameters on the GPU. */
+export class GPT {
+  /** Model shape. */
+  readonly config: GPTConfig;
+  /** Parameters by nanoGPT name, in `paramShapes` order. */
+  readonly params: Map<string, Tensor>;
+  #positions = new Map<number, Tensor>();
+  // LayerNorm without bias (bias: false) adds this constant zero vector.
+  #zeroBias: Tensor | null = null;
+
+  /** Wraps existing parameter tensors (checked against the config's shapes). */
+  constructor(config: GPTConfig, params: Map<string, Tensor>) {
+    this.config = validateConfig(config);
+    for (const [name, shape] of paramShapes(config)) {
+      const p = params.get(name);
+      if (!p) throw new ShapeError(`GPT: missing parameter ${name} ${fmtShape(shape)}`);
+      if (p.shape.length !== shape.length || p.shape.some((d, i) => d !== shape[i])) {
+        throw new ShapeError(
+          `GPT: parameter ${name} has shape ${fmtShape(p.shape)}, config needs ${fmtShape(shape)}`,
+        );
+      }
+      p.name = name;
+      p.requiresGrad = true;
+    }
+    this.params = params;
+  }
+
+  /** GPT-2 initialisation from a seeded RNG (same seed, same weights). */
+  static init(config: GPTConfig, rng: Rng): GPT {
+    validateConfig(config);
+    const residualStd = 0.02 / Math.sqrt(2 * config.n_layer);
+    const params = new Map<string, Tensor>();
+    for (const [name, shape] of paramShapes(config)) {
+      const n = shape.reduce((a, b) => a * b, 1);
+      let t: Tensor;
+      if (name.endsWith(".bias")) t = full(shape, 0);
+      else if (/ln_\d\.weight$|ln_f\.weight$/.test(name)) t = full(shape, 1);
+      else {
+        const std = name.endsWith("c_proj.weight") ? residualStd : 0.02;
+        t = tensor(rng.normalArray(n, std), shape);
+      }
+      t.name = name;
+      params.set(name, keep(t));
+    }
+    return new GPT(config, params);
+  }
+
+  /** Parameter by name (throws on an unknown name). */
+  p(name: string): Tensor {
+    const t = this.params.get(name);
+    if (!t) throw new ShapeError(`GPT: no parameter named ${name}`);
+    return t;
+  }
+
+  /** Optional Linear bias: null when the config has none. */
+  #b(name: string): Tensor | null {
+    return this.config.bias ? this.p(name) : null;
+  }
+
+  /** LayerNorm bias, or a constant zero vector when the config has none. */
+  #lnb(name: string): Tensor {
+    if (this.config.bias) return this.p(name);
+    this.#zeroBias ??= keep(full([this.config.d_model], 0));
+    return this.#zeroBias;
+  }
+
+  #positionIds(T: number): Tensor {
+    let pos = this.#positions.get(T);
+    if (!pos) {
+      pos = keep(tensor(Array.from({ length: T }, (_, i) => i), [T], { dtype: "u32" }));
+      this.#positions.set(T, pos);
+    }
+    return pos;
+  }
+
+  /** One transformer block: x + attn(ln_1(x)), then + mlp(ln_2(x)). */
+  block(x: Tensor, i: number): Tensor {
+    const h = `transformer.h.${i}.`;
+    const c = this.config;
+    const a = layerNorm(x, this.p(h + "ln_1.weight"), this.#lnb(h + "ln_1.bias"));
+    const qkv = linear(a, this.p(h + "attn.c_attn.weight"), this.#b(h + "attn.c_attn.bias")); // (B, T, 3C)
+    const y = attention(qkv, c.n_head); // (B, T, C)
+    x = add(x, linear(y, this.p(h + "attn.c_proj.weight"), this.#b(h + "attn.c_proj.bias")));
+    const m = layerNorm(x, this.p(h + "ln_2.weight"), this.#lnb(h + "ln_2.bias"));
+    const pre = linear(m, this.p(h + "mlp.c_fc.weight"), this.#b(h + "mlp.c_fc.bias")); // (B, T, d_ff)
+    const act = c.activation === "gelu" ? gelu(pre) : relu(pre);
+    return add(x, linear(act, this.p(h + "mlp.c_proj.weight"), this.#b(h + "mlp.c_proj.bias")));
+  }
+
+  /** Logits for tokens (B, T) u32, and the loss when targets (B, T) are given. */
+  forward(tokens: Tensor, targets?: Tensor): GPTOutput {
+    const c = this.config;
+    if (tokens.shape.length !== 2 || tokens.dtype !== "u32") {
+      throw new ShapeError(`GPT.forward: tokens must be u32 (B, T), got ${fmtShape(tokens.shape)}`);
+    }
+    const T = tokens.shape[1];
+    if (T > c.ctx) {
+      throw new ShapeError(`GPT.forward: sequence length ${T} exceeds the context ${c.ctx}`);
+    }
+    const tok = embedding(this.p("transformer.wte.weight"), tokens); // (B, T, C)
+    const pos = gather(this.p("transformer.wpe.weight"), this.#positionIds(T)); // (T, C)
+    let x = add(tok, pos);
+    for (let i = 0; i < c.n_layer; i++) x = this.block(x, i);
+    x = layerNorm(x, this.p("transformer.ln_f.weight"), this.#lnb("transformer.ln_f.bias"));
+    const logits = linear(x, this.p("transformer.wte.weight"), null); // (B, T, V), tied
+    const loss = targets ? crossEntropy(logits, targets) : null;
+    return { logits, loss };
+  }
+
+  /** Releases parameters and cached position ids. */
+  release(): void {
+    for (const t of this.params.values()) t.release();
+    for (const t of this.#positions.values()) t.release();
+    this.#positions.clear();
+    this.#zeroBias?.release();
+    this.#zeroBias = null;
+  }
+}

@@ -1,0 +1,549 @@
+/**
+ * Matrix multiply, batched, either operand transposed, with optional bias
+ * and accumulation:
+ *
+ *   C[z] (M×N) = op(A[z]) · op(B[z]) + bias (+ C[z] when accumulating)
+ *   op(A) = A (M×K row-major), or Aᵀ when transA (A stored K×M)
+ *   op(B) = B (K×N row-major), or Bᵀ when transB (B stored N×K)
+ *
+ * Batches sit `aStride` / `bStride` elements apart (0 = shared by every
+ * batch, the Linear-layer case); `sumBatch` instead sums every batch's
+ * product into one M×N result (the weight gradient of a shared B).
+ *
+ * Three designs, because adapters differ (`gpu/autotune.ts` picks one):
+ *
+ * - "shared" (`matmul_shared.ts`): workgroup-memory tiling, for real GPUs.
+ * - "register" (`matmul_register.ts`): per-invocation register tiles fed
+ *   straight from the storage buffers, vec4 loads where the contiguous axis
+ *   is a multiple of 4; no workgroup memory.
+ * - "texture" (`matmul_register.ts`): the same register tiling, with both
+ *   operands first packed (one small pass each, which also applies the
+ *   transposes) into rgba32float read-only storage textures. The scratch
+ *   textures are kept per size class for reuse (`releaseMatmulScratch` frees
+ *   them); products whose textures would pass maxTextureDimension2D are
+ *   split into batch groups, row and column blocks and accumulated K slices.
+ *
+ * Launch per call: "shared" and "register" one dispatch (grid over C tiles ×
+ * batch); "texture" two pack dispatches and one matmul dispatch. `sumBatch`
+ * records one launch per batch, each accumulating.
+ *
+ * Why "texture" exists (Mesa 25.0 llvmpipe, 2 shared cores): llvmpipe runs 8
+ * invocations as one SIMD row, and inside a loop it loads every storage-
+ * buffer element per invocation and per component behind a bounds-check
+ * branch: ~3 ns per vec4 per invocation (both cores). A read-only storage-
+ * texture texel costs ~0.9 ns, a sampled-texture texel (a function call)
+ * ~1.9 ns, a uniform-buffer vec4 ~1.3 ns, workgroup memory ~1.9 ns plus a
+ * coroutine switch per barrier. The same loops with the loads taken out run
+ * at ~55 GFLOP/s, so the loads decide everything.
+ *
+ * Measured at 512×512×2048 (noisy: other jobs share the cores), kernel time:
+ * buffer-fed 8×8 tiles 7-10 GFLOP/s; the same fed by sampled textures
+ * 8-10; by read-only storage textures 15-18 (8×8) and 17-25 (8×16 tiles,
+ * 8×4 invocations), the packs costing ~1% more. Tried and dropped: fully
+ * unrolled WGSL (2-5× slower: code size), lanes along M with the shared B
+ * operand loaded "uniformly" (llvmpipe 25.0 treats only constant offsets as
+ * uniform, so no gain), 16×16 tiles (spills: 4 GFLOP/s), a k-major "outer
+ * product" texture layout (~14), deeper K unrolling (slower), WGSL fma()
+ * (llvmpipe still emits mul + add: no change), tile shapes 8×12, 12×8,
+ * 4×16, 16×8 and 8×16 with 16×2 or 4×8 invocations (all within noise of
+ * 8×16 with 8×4; autotune times a few). Small products (under
+ * TEXTURE_MIN_MACS) are faster buffer-fed: the two packs add two dispatches.
+ */
+import { GpuError } from "../errors.ts";
+import type { Constants, Kernel } from "../kernel.ts";
+import type { Gpu } from "../runtime.ts";
+import { ceilDiv, Params } from "../util.ts";
+import { type SharedTile, sharedWgsl } from "./matmul_shared.ts";
+import { PACK_WGSL, type RegisterTile, registerWgsl, textureWgsl } from "./matmul_register.ts";
+
+/** The three kernel designs. */
+export type MatmulDesign = "shared" | "register" | "texture";
+
+/** A design and its tile shape. `bk` is used by "shared" only. */
+export interface MatmulConfig extends RegisterTile {
+  /** Which kernel family. */
+  design: MatmulDesign;
+  /** K slice staged in workgroup memory ("shared" only). */
+  bk?: number;
+}
+
+/** Shape and flags of one matmul call. */
+export interface MatmulShape {
+  /** Rows of op(A) and C. */
+  m: number;
+  /** Inner dimension. */
+  k: number;
+  /** Columns of op(B) and C. */
+  n: number;
+  /** Number of batches (default 1). */
+  batch?: number;
+  /** A is stored K×M. */
+  transA?: boolean;
+  /** B is stored N×K. */
+  transB?: boolean;
+  /** Elements between batches of A (default m·k; 0 = shared). */
+  aStride?: number;
+  /** Elements between batches of B (default k·n; 0 = shared). */
+  bStride?: number;
+  /** Sum every batch's product into a single M×N output. */
+  sumBatch?: boolean;
+  /** Add to the existing contents of the output instead of overwriting. */
+  accumulate?: boolean;
+}
+
+/** Default tile per design (the autotune candidates include these). */
+export const DEFAULT_MATMUL_CONFIGS: Readonly<Record<MatmulDesign, MatmulConfig>> = Object.freeze({
+  shared: { design: "shared", tm: 4, tn: 4, wx: 16, wy: 16, bk: 16 },
+  register: { design: "register", tm: 8, tn: 8, wx: 8, wy: 8 },
+  texture: { design: "texture", tm: 8, tn: 16, wx: 8, wy: 4 },
+});
+
+/** Candidates an autotune trial may time, best guesses first. */
+export const MATMUL_CANDIDATES: readonly MatmulConfig[] = Object.freeze([
+  DEFAULT_MATMUL_CONFIGS.texture,
+  { design: "texture", tm: 8, tn: 16, wx: 4, wy: 8 },
+  { design: "texture", tm: 8, tn: 8, wx: 8, wy: 8 },
+  { design: "texture", tm: 16, tn: 8, wx: 8, wy: 4 },
+  DEFAULT_MATMUL_CONFIGS.register,
+  { design: "register", tm: 4, tn: 8, wx: 8, wy: 8 },
+  DEFAULT_MATMUL_CONFIGS.shared,
+  { design: "shared", tm: 8, tn: 8, wx: 16, wy: 16, bk: 8 },
+  { design: "shared", tm: 8, tn: 4, wx: 16, wy: 16, bk: 8 },
+]);
+
+/**
+ * Below this many multiply-adds the texture design's two extra pack
+ * dispatches (~50 µs each on llvmpipe) cost more than its faster loop
+ * saves; `SMALL_MATMUL_CONFIG` is used instead (measured: 64³ is faster
+ * buffer-fed, 128³ twice as fast texture-fed).
+ */
+export const TEXTURE_MIN_MACS = 1 << 19;
+
+/** The config for matmuls under `TEXTURE_MIN_MACS` when the texture design is chosen. */
+export const SMALL_MATMUL_CONFIG: Readonly<MatmulConfig> = Object.freeze({
+  design: "register",
+  tm: 4,
+  tn: 8,
+  wx: 8,
+  wy: 8,
+});
+
+/** Short name of a config, used as kernel name suffix, in caches and reports. */
+export function configName(c: MatmulConfig): string {
+  const base = `${c.design}_${c.tm}x${c.tn}_${c.wx}x${c.wy}`;
+  return c.design === "shared" ? `${base}_k${c.bk ?? 16}` : base;
+}
+
+/** Whether WGSL read-only storage textures (the "texture" design) are available. */
+export function textureDesignSupported(): boolean {
+  const feats = (navigator.gpu as unknown as { wgslLanguageFeatures?: Set<string> })
+    .wgslLanguageFeatures;
+  return feats?.has("readonly_and_readwrite_storage_textures") ?? false;
+}
+
+const kernels = new Map<string, Kernel>();
+
+function kernel(name: string, make: () => string): Kernel {
+  let k = kernels.get(name);
+  if (!k) kernels.set(name, k = { name, code: make() });
+  return k;
+}
+
+const PACK: Kernel = { name: "matmul.pack", code: PACK_WGSL };
+
+// Small per-device buffers and textures the launchers reuse.
+interface ScratchTexture {
+  texture: GPUTexture;
+  // One view per texture, so the recorder's bind-group cache sees the same object.
+  view: GPUTextureView;
+}
+interface DeviceScratch {
+  dummy: GPUBuffer;
+  textures: Map<string, ScratchTexture>;
+}
+const scratch = new WeakMap<GPUDevice, DeviceScratch>();
+
+function deviceScratch(g: Gpu): DeviceScratch {
+  let s = scratch.get(g.device);
+  if (!s) {
+    s = {
+      dummy: g.device.createBuffer({
+        size: 16,
+        usage: GPUBufferUsage.STORAGE,
+        label: "matmul.nobias",
+      }),
+      textures: new Map(),
+    };
+    scratch.set(g.device, s);
+  }
+  return s;
+}
+
+let textureLimitOverride: number | null = null;
+
+/**
+ * Makes the texture design split its work as if the device's
+ * maxTextureDimension2D were `limit` (null: the real limit). For tests of
+ * the splitting; `limit` must be a multiple of 4.
+ */
+export function setMatmulTextureLimit(limit: number | null): void {
+  textureLimitOverride = limit;
+}
+
+function textureLimit(g: Gpu): number {
+  return textureLimitOverride ?? g.device.limits.maxTextureDimension2D;
+}
+
+/** Rounds a texture dimension up to a size class (quarter powers of two). */
+function dimClass(n: number): number {
+  const v = Math.max(16, n);
+  const pow = 2 ** Math.floor(Math.log2(v));
+  const step = Math.max(pow / 4, 16);
+  return Math.ceil(v / step) * step;
+}
+
+/**
+ * A scratch rgba32float storage texture of at least width×height texels for
+ * operand slot `slot`. Reused by every later call of the same size class:
+ * safe, since all its writes and reads are recorded in order.
+ */
+function scratchTexture(g: Gpu, slot: string, width: number, height: number): GPUTextureView {
+  const limit = g.device.limits.maxTextureDimension2D;
+  const w = Math.min(dimClass(width), limit);
+  const h = Math.min(dimClass(height), limit);
+  const key = `${slot}:${w}x${h}`;
+  const s = deviceScratch(g);
+  let t = s.textures.get(key);
+  if (!t) {
+    const texture = g.device.createTexture({
+      size: [w, h],
+      format: "rgba32float",
+      usage: GPUTextureUsage.STORAGE_BINDING,
+      label: `matmul.${key}`,
+    });
+    t = { texture, view: texture.createView() };
+    s.textures.set(key, t);
+  }
+  return t.view;
+}
+
+/**
+ * Destroys the scratch textures of the texture design (they are otherwise
+ * kept for reuse). Call only when no recorded work still uses them (after a
+ * sync).
+ */
+export function releaseMatmulScratch(g: Gpu): void {
+  const s = scratch.get(g.device);
+  if (!s) return;
+  for (const t of s.textures.values()) t.texture.destroy();
+  s.textures.clear();
+}
+
+interface Resolved {
+  m: number;
+  k: number;
+  n: number;
+  batch: number;
+  transA: boolean;
+  transB: boolean;
+  aStride: number;
+  bStride: number;
+  cStride: number;
+  aOff: number;
+  bOff: number;
+  cOff: number;
+  accumulate: boolean;
+  bias: GPUBuffer | null;
+  /** First element of bias used (texture-design column chunks). */
+  biasOff: number;
+  // Leading dims of the stored A, B and C (differ from k / m / n in the
+  // chunks the texture design splits oversized products into).
+  lda: number;
+  ldb: number;
+  ldc: number;
+}
+
+function epilogueConstants(r: Resolved): Constants {
+  return { HAS_BIAS: r.bias ? 1 : 0, ACCUMULATE: r.accumulate ? 1 : 0 };
+}
+
+function grid(
+  g: Gpu,
+  r: Resolved,
+  rowsPerGroup: number,
+  colsPerGroup: number,
+): [number, number, number] {
+  const x = ceilDiv(r.n, colsPerGroup);
+  const y = ceilDiv(r.m, rowsPerGroup);
+  const max = g.device.limits.maxComputeWorkgroupsPerDimension;
+  if (x > max || y > max) {
+    throw new GpuError(
+      `matmul: ${r.m}x${r.n} output needs a ${x}x${y} grid, over the device limit of ${max}`,
+    );
+  }
+  return [x, y, r.batch];
+}
+
+function mmParams(r: Resolved): Params {
+  return new Params().u32(r.m).u32(r.k).u32(r.n).u32(r.aStride).u32(r.bStride).u32(r.cStride)
+    .u32(r.aOff).u32(r.bOff).u32(r.cOff);
+}
+
+function launchShared(
+  g: Gpu,
+  c: MatmulConfig,
+  out: GPUBuffer,
+  a: GPUBuffer,
+  b: GPUBuffer,
+  r: Resolved,
+): void {
+  const tile: SharedTile = { tm: c.tm, tn: c.tn, wx: c.wx, wy: c.wy, bk: c.bk ?? 16 };
+  const name = `matmul.${configName(c)}`;
+  g.recorder.dispatch({
+    kernel: kernel(name, () => sharedWgsl(tile)),
+    constants: { TRANS_A: r.transA ? 1 : 0, TRANS_B: r.transB ? 1 : 0, ...epilogueConstants(r) },
+    buffers: [a, b, r.bias ?? deviceScratch(g).dummy, out],
+    params: mmParams(r),
+    workgroups: grid(g, r, c.tm * c.wy, c.tn * c.wx),
+  });
+}
+
+function launchRegister(
+  g: Gpu,
+  c: MatmulConfig,
+  out: GPUBuffer,
+  a: GPUBuffer,
+  b: GPUBuffer,
+  r: Resolved,
+): void {
+  // vec4 bindings need every vec4 to start at an index divisible by 4.
+  const div4 = (...xs: number[]) => xs.every((x) => x % 4 === 0);
+  const vecA = r.transA ? div4(r.m, c.tm, r.aStride, r.aOff) : div4(r.k, r.aStride, r.aOff);
+  const vecB = r.transB ? div4(r.k, r.bStride, r.bOff) : div4(r.n, r.bStride, r.bOff);
+  const name = `matmul.${configName(c)}${vecA ? "_va" : ""}${vecB ? "_vb" : ""}`;
+  g.recorder.dispatch({
+    kernel: kernel(name, () => registerWgsl(c, vecA, vecB)),
+    constants: { TRANS_A: r.transA ? 1 : 0, TRANS_B: r.transB ? 1 : 0, ...epilogueConstants(r) },
+    buffers: [a, b, r.bias ?? deviceScratch(g).dummy, out],
+    params: mmParams(r),
+    workgroups: grid(g, r, c.tm * c.wy, c.tn * c.wx),
+  });
+}
+
+/** Packs a (rows×cols per batch) strided view of x into texture rows z·rowsPad + r. */
+function pack(
+  g: Gpu,
+  dst: GPUTextureView,
+  x: GPUBuffer,
+  p: {
+    rows: number;
+    cols: number;
+    rowsPad: number;
+    sr: number;
+    se: number;
+    sz: number;
+    off: number;
+    batches: number;
+  },
+): void {
+  const width = ceilDiv(p.cols, 4);
+  g.recorder.dispatch({
+    kernel: PACK,
+    buffers: [x, dst],
+    params: new Params().u32(p.rows).u32(p.cols).u32(p.rowsPad).u32(width).u32(p.sr).u32(p.se)
+      .u32(p.sz).u32(p.off),
+    workgroups: [ceilDiv(width, 16), ceilDiv(p.rowsPad, 16), p.batches],
+  });
+}
+
+/**
+ * Records the texture design, splitting the product where a texture would
+ * pass the device's maxTextureDimension2D: batches into groups, then rows
+ * of C, columns of C, and K (later K slices accumulate).
+ */
+function launchTexture(
+  g: Gpu,
+  c: MatmulConfig,
+  out: GPUBuffer,
+  a: GPUBuffer,
+  b: GPUBuffer,
+  r: Resolved,
+): void {
+  const limit = textureLimit(g);
+  const kp = ceilDiv(r.k, 4) * 4;
+  const sharedB = r.bStride === 0;
+  if (r.batch > 1 && (r.batch * r.m > limit || (!sharedB && r.batch * kp > limit))) {
+    const per = Math.max(
+      1,
+      Math.min(Math.floor(limit / r.m), sharedB ? Infinity : Math.floor(limit / kp)),
+    );
+    for (let z0 = 0; z0 < r.batch; z0 += per) {
+      launchTexture(g, c, out, a, b, {
+        ...r,
+        batch: Math.min(per, r.batch - z0),
+        aOff: r.aOff + z0 * r.aStride,
+        bOff: r.bOff + z0 * r.bStride,
+        cOff: r.cOff + z0 * r.cStride,
+      });
+    }
+    return;
+  }
+  if (r.m > limit) {
+    for (let m0 = 0; m0 < r.m; m0 += limit) {
+      launchTexture(g, c, out, a, b, {
+        ...r,
+        m: Math.min(limit, r.m - m0),
+        aOff: r.aOff + (r.transA ? m0 : m0 * r.lda),
+        cOff: r.cOff + m0 * r.ldc,
+      });
+    }
+    return;
+  }
+  if (ceilDiv(r.n, 4) > limit) {
+    const nc = 4 * limit;
+    for (let n0 = 0; n0 < r.n; n0 += nc) {
+      launchTexture(g, c, out, a, b, {
+        ...r,
+        n: Math.min(nc, r.n - n0),
+        bOff: r.bOff + (r.transB ? n0 * r.ldb : n0),
+        cOff: r.cOff + n0,
+        biasOff: r.biasOff + n0,
+      });
+    }
+    return;
+  }
+  if (kp > limit) {
+    for (let k0 = 0; k0 < r.k; k0 += limit) {
+      launchTexture(g, c, out, a, b, {
+        ...r,
+        k: Math.min(limit, r.k - k0),
+        aOff: r.aOff + (r.transA ? k0 * r.lda : k0),
+        bOff: r.bOff + (r.transB ? k0 : k0 * r.ldb),
+        accumulate: r.accumulate || k0 > 0,
+        bias: k0 === 0 ? r.bias : null,
+      });
+    }
+    return;
+  }
+  const bBatches = sharedB ? 1 : r.batch;
+  const at = scratchTexture(g, "a", ceilDiv(r.k, 4), r.batch * r.m);
+  const bt = scratchTexture(g, "b", ceilDiv(r.n, 4), bBatches * kp);
+  pack(g, at, a, {
+    rows: r.m,
+    cols: r.k,
+    rowsPad: r.m,
+    sr: r.transA ? 1 : r.lda,
+    se: r.transA ? r.lda : 1,
+    sz: r.aStride,
+    off: r.aOff,
+    batches: r.batch,
+  });
+  pack(g, bt, b, {
+    rows: r.k,
+    cols: r.n,
+    rowsPad: kp,
+    sr: r.transB ? 1 : r.ldb,
+    se: r.transB ? r.ldb : 1,
+    sz: r.bStride,
+    off: r.bOff,
+    batches: bBatches,
+  });
+  const name = `matmul.${configName(c)}`;
+  g.recorder.dispatch({
+    kernel: kernel(name, () => textureWgsl(c)),
+    constants: epilogueConstants(r),
+    buffers: [at, bt, r.bias ?? deviceScratch(g).dummy, out],
+    params: new Params().u32(r.m).u32(r.k).u32(r.n).u32(sharedB ? 0 : kp).u32(r.cStride)
+      .u32(r.cOff).u32(r.ldc).u32(r.biasOff),
+    workgroups: grid(g, r, c.tm * c.wy, c.tn * c.wx),
+  });
+}
+
+function launch(
+  g: Gpu,
+  c: MatmulConfig,
+  out: GPUBuffer,
+  a: GPUBuffer,
+  b: GPUBuffer,
+  r: Resolved,
+): void {
+  // The texture design needs K > 0 and read-only storage textures in WGSL.
+  if (c.design === "texture" && (r.k === 0 || !textureDesignSupported())) {
+    c = DEFAULT_MATMUL_CONFIGS.register;
+  }
+  if (c.design === "shared") launchShared(g, c, out, a, b, r);
+  else if (c.design === "register") launchRegister(g, c, out, a, b, r);
+  else launchTexture(g, c, out, a, b, r);
+}
+
+/**
+ * Records C = op(A)·op(B) (+ bias) (+ C) into `out`, with the kernel design
+ * and tile of `config`. Buffers hold f32 data, row-major per batch; `bias`
+ * (length n) may be null. Falls back to the register design where the
+ * texture design cannot run (no read-only storage textures in WGSL, K = 0).
+ */
+export function matmulKernel(
+  g: Gpu,
+  out: GPUBuffer,
+  a: GPUBuffer,
+  b: GPUBuffer,
+  bias: GPUBuffer | null,
+  shape: MatmulShape,
+  config: MatmulConfig,
+): void {
+  const { m, k, n } = shape;
+  const batch = shape.batch ?? 1;
+  if (m === 0 || n === 0) return;
+  const base: Resolved = {
+    m,
+    k,
+    n,
+    batch,
+    transA: shape.transA ?? false,
+    transB: shape.transB ?? false,
+    aStride: shape.aStride ?? m * k,
+    bStride: shape.bStride ?? k * n,
+    cStride: m * n,
+    aOff: 0,
+    bOff: 0,
+    cOff: 0,
+    accumulate: shape.accumulate ?? false,
+    bias,
+    biasOff: 0,
+    lda: shape.transA ? m : k,
+    ldb: shape.transB ? k : n,
+    ldc: n,
+  };
+  if (batch === 0 && !shape.sumBatch) return;
+  if (shape.sumBatch) {
+    // One dispatch per batch, each adding into the single output; an empty
+    // sum is the bias (or zero, or the output unchanged when accumulating).
+    if (batch === 0) {
+      launch(g, config, out, a, b, { ...base, batch: 1, k: 0 });
+      return;
+    }
+    for (let z = 0; z < batch; z++) {
+      launch(g, config, out, a, b, {
+        ...base,
+        batch: 1,
+        cStride: 0,
+        aOff: z * base.aStride,
+        bOff: z * base.bStride,
+        accumulate: base.accumulate || z > 0,
+        bias: z === 0 ? bias : null,
+      });
+    }
+    return;
+  }
+  // The grid's z dimension is limited too: split huge batches.
+  const maxZ = g.device.limits.maxComputeWorkgroupsPerDimension;
+  for (let z0 = 0; z0 < batch; z0 += maxZ) {
+    launch(g, config, out, a, b, {
+      ...base,
+      batch: Math.min(maxZ, batch - z0),
+      aOff: z0 * base.aStride,
+      bOff: z0 * base.bStride,
+      cOff: z0 * base.cStride,
+    });
+  }
+}

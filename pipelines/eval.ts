@@ -1,0 +1,140 @@
+/**
+ * `ssd eval`: the deterministic protocol of SPEC 7 on a checkpoint. Every
+ * token of `--data` (a text file or a folder of `.txt` files, all of it, no
+ * split) or, without `--data`, of the embedded Brown Corpus's validation
+ * split is scored once, in consecutive windows of ctx tokens
+ * (`evaluateTokens`).
+ *
+ * The text is scored in chunks of whole windows so that long runs can report
+ * progress: a chunk starts on a window boundary and carries the one token of
+ * overlap its first window needs as context, so the windows (and the scored
+ * tokens) are exactly those of one pass over the whole text. Each chunk costs
+ * one host wait.
+ */
+import { BROWN_SOURCE } from "../core/corpus_brown.ts";
+import { loadAllText, loadBrownDataset } from "../core/data.ts";
+import { CheckpointError, ConfigError } from "../core/errors.ts";
+import { type LoadedGPT, loadGPT } from "../core/nn/gpt_checkpoint.ts";
+import { tokenizerFromId, VOCAB_SIZE } from "../core/tokenizer.ts";
+import { autotuneMatmul } from "../gpu/autotune.ts";
+import { initGpu } from "../gpu/runtime.ts";
+import { type EvalResult, evaluateTokens } from "./evaluate.ts";
+
+/** Windows scored per chunk (one host wait and one progress report each). */
+export const EVAL_CHUNK_WINDOWS = 256;
+
+/** What `ssd eval` evaluates, and how. */
+export interface EvalConfig {
+  /** The checkpoint (.safetensors) to evaluate. */
+  checkpoint: string;
+  /** Text file or folder of `.txt` files, all of it scored; null: Brown validation split. */
+  data: string | null;
+  /** Windows of ctx tokens per forward pass. */
+  batch: number;
+}
+
+/** Defaults of every `EvalConfig` field but the checkpoint. */
+export const DEFAULT_EVAL_CONFIG: Readonly<Omit<EvalConfig, "checkpoint">> = Object.freeze({
+  data: null,
+  batch: 16,
+});
+
+/** What `runEval` returns: SPEC 7's numbers plus where they came from. */
+export interface EvalReport extends EvalResult {
+  /** Experts per token for an MoE checkpoint; null when evaluated dense. */
+  top_k: number | null;
+  /** The checkpoint evaluated. */
+  checkpoint: string;
+  /** The text scored (a path, or the embedded corpus's validation split). */
+  source: string;
+  /** Model context length (the window size). */
+  ctx: number;
+}
+
+/** Progress hooks of `runEval`. */
+export interface EvalHooks {
+  /** After each chunk: targets scored so far, of `total`. */
+  onProgress?(done: number, total: number): void;
+}
+
+/** The eval text: all of `data`, or the embedded corpus's validation split. */
+export function loadEvalTokens(data: string | null): { tokens: Uint8Array; source: string } {
+  if (data !== null) return loadAllText(data, "--data");
+  return { tokens: loadBrownDataset().val, source: `${BROWN_SOURCE} (validation split)` };
+}
+
+/**
+ * Checks that a loaded checkpoint reads byte tokens: its tokenizer (when
+ * recorded) is one we know and its vocab is the byte vocabulary.
+ *
+ * @throws CheckpointError naming the checkpoint and what differs
+ */
+export function requireByteTokenizer(loaded: Pick<LoadedGPT, "config" | "train">, path: string) {
+  const id = loaded.train?.tokenizer;
+  if (typeof id === "string") tokenizerFromId(id);
+  if (loaded.config.vocab !== VOCAB_SIZE) {
+    throw new CheckpointError(
+      `Checkpoint ${path} has vocab ${loaded.config.vocab}, but the byte tokenizer has ` +
+        `${VOCAB_SIZE} tokens: use a checkpoint trained on byte tokens`,
+    );
+  }
+}
+
+/** Positive-integer check shared by the pipelines' configs. */
+export function requirePositiveInt(name: string, v: number): void {
+  if (!(Number.isSafeInteger(v) && v >= 1)) {
+    throw new ConfigError(`${name} must be a positive integer, got ${v}`);
+  }
+}
+
+/**
+ * Scores every token of the eval text with the checkpoint's model.
+ *
+ * The data is read (and rejected when too short) before the GPU is opened or
+ * the checkpoint loaded, so bad input fails fast.
+ *
+ * @throws ConfigError for a bad batch or data path, or fewer than 2 tokens
+ * @throws CheckpointError for a missing, corrupt or non-byte-level checkpoint
+ * @throws GpuError when there is no WebGPU adapter
+ */
+export async function runEval(config: EvalConfig, hooks: EvalHooks = {}): Promise<EvalReport> {
+  requirePositiveInt("--batch", config.batch);
+  const { tokens, source } = loadEvalTokens(config.data);
+  if (tokens.length < 2) {
+    throw new ConfigError(
+      `Eval data ${source} has ${tokens.length} token: need at least 2 (one context, one scored)`,
+    );
+  }
+  // Picks the matmul kernels for this adapter (a cached choice after the first run).
+  await autotuneMatmul(await initGpu());
+  const loaded = await loadGPT(config.checkpoint);
+  try {
+    requireByteTokenizer(loaded, config.checkpoint);
+    const ctx = loaded.config.ctx;
+    const total = tokens.length - 1;
+    const span = EVAL_CHUNK_WINDOWS * ctx;
+    let sum = 0;
+    let count = 0;
+    for (let start = 0; start < total; start += span) {
+      // `span` inputs plus the next window's first token as the last target.
+      const chunk = tokens.subarray(start, Math.min(tokens.length, start + span + 1));
+      const r = await evaluateTokens(loaded.model, chunk, config.batch);
+      sum += r.nll * r.tokens;
+      count += r.tokens;
+      hooks.onProgress?.(count, total);
+    }
+    const nll = sum / count;
+    return {
+      nll,
+      bpb: nll / Math.LN2,
+      ppl: Math.exp(nll),
+      tokens: count,
+      top_k: null,
+      checkpoint: config.checkpoint,
+      source,
+      ctx,
+    };
+  } finally {
+    loaded.model.release();
+  }
+}

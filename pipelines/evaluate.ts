@@ -1,0 +1,68 @@
+/**
+ * The deterministic eval protocol of SPEC 7 over a token stream: windows of
+ * ctx inputs tiling the text (core/data.ts `evalWindows`), every token but
+ * the first scored once. Full windows run in batches; the last, shorter
+ * window runs alone at its own length, so no padding or mask is needed.
+ */
+import { evalWindows, packEvalBatch } from "../core/data.ts";
+import type { GPT } from "../core/nn/gpt.ts";
+import { noGrad } from "../core/tape.ts";
+import { readAll, type Tensor, tensor } from "../core/tensor.ts";
+import { keep, tidy } from "../core/scope.ts";
+import { gpu } from "../gpu/runtime.ts";
+
+/** Mean next-token NLL over a token stream. */
+export interface EvalResult {
+  /** Mean negative log-likelihood, nats per token. */
+  nll: number;
+  /** Bits per byte (= nll / ln 2 for byte tokens). */
+  bpb: number;
+  /** Perplexity exp(nll). */
+  ppl: number;
+  /** Tokens scored. */
+  tokens: number;
+}
+
+/**
+ * Scores `tokens` with `model`. `batch` windows run per forward; every
+ * window's loss stays on the GPU until one read at the end (one host wait).
+ */
+export async function evaluateTokens(
+  model: GPT,
+  tokens: Uint8Array,
+  batch: number,
+): Promise<EvalResult> {
+  const ctx = model.config.ctx;
+  const windows = evalWindows(tokens, ctx);
+  const groups: (typeof windows)[] = [];
+  const full = windows.filter((w) => w.scored === ctx);
+  for (let i = 0; i < full.length; i += batch) groups.push(full.slice(i, i + batch));
+  const last = windows[windows.length - 1];
+  if (last.scored < ctx) groups.push([last]);
+
+  const losses: { loss: Tensor; count: number }[] = [];
+  noGrad(() => {
+    for (const group of groups) {
+      const T = group[0].scored;
+      const packed = packEvalBatch(tokens, group, T);
+      const loss = tidy(() => {
+        const x = tensor(packed.x, [group.length, T], { dtype: "u32" });
+        const y = tensor(packed.y, [group.length, T], { dtype: "u32" });
+        return model.forward(x, y).loss!;
+      });
+      losses.push({ loss: keep(loss), count: packed.scored });
+      // Submit in chunks so one command buffer does not grow without bound.
+      if (losses.length % 8 === 0) gpu().recorder.flush();
+    }
+  });
+  const values = await readAll(losses.map((l) => l.loss));
+  let sum = 0;
+  let count = 0;
+  losses.forEach((l, i) => {
+    sum += values[i][0] * l.count;
+    count += l.count;
+    l.loss.release();
+  });
+  const nll = sum / count;
+  return { nll, bpb: nll / Math.LN2, ppl: Math.exp(nll), tokens: count };
+}
