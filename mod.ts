@@ -14,6 +14,13 @@
  * - Optimisation (`core/optim/`, `core/lr_schedule.ts`): AdamW, gradient
  *   clipping, learning-rate schedules.
  * - Seeded RNG (`core/rng.ts`) and the error classes (`core/errors.ts`).
+ * - The model (`core/nn/`): `GPT` with nanoGPT tensor names, its config and
+ *   presets, and `saveGPT` / `loadGPT` for safetensors checkpoints
+ *   (`core/checkpoint.ts`).
+ * - Data (`core/data.ts`, `core/tokenizer.ts`, `core/corpus_brown.ts`): byte
+ *   tokens, the embedded Brown corpus, seeded batch sampling, the eval windows.
+ * - Pipelines (`pipelines/`): `runTrain`, `runEval`, `runGenerate`,
+ *   `runInspect`, the jobs behind the `ssd` subcommands.
  *
  * @example
  * ```ts
@@ -51,3 +58,25 @@ export * from "./core/ops/topk.ts";
 export * from "./core/optim/adamw.ts";
 export * from "./core/optim/clip.ts";
 export * from "./core/lr_schedule.ts";
+
+export * from "./core/ops/matmul.ts";
+export { autotuneMatmul, setAutotune } from "./gpu/autotune.ts";
+
+export * from "./core/nn/config.ts";
+export * from "./core/nn/gpt.ts";
+export * from "./core/nn/gpt_checkpoint.ts";
+export * from "./core/checkpoint.ts";
+export * from "./core/data.ts";
+export * from "./core/tokenizer.ts";
+export { loadBrown } from "./core/corpus_brown.ts";
+
+export { runTrain, type TrainSummary } from "./pipelines/train.ts";
+export {
+  DEFAULT_TRAIN_CONFIG,
+  resolveTrainConfig,
+  type TrainConfig,
+} from "./pipelines/train_config.ts";
+export { type EvalResult, evaluateTokens } from "./pipelines/evaluate.ts";
+export { runEval } from "./pipelines/eval.ts";
+export { runGenerate } from "./pipelines/generate.ts";
+export { runInspect } from "./pipelines/inspect.ts";

@@ -21,6 +21,7 @@ import { Rng } from "../core/rng.ts";
 import { tidyAsync } from "../core/scope.ts";
 import { backward } from "../core/tape.ts";
 import { readAll, tensor } from "../core/tensor.ts";
+import { autotuneMatmul } from "../gpu/autotune.ts";
 import { initGpu } from "../gpu/runtime.ts";
 import { type EvalResult, evaluateTokens } from "./evaluate.ts";
 import { join } from "node:path";
@@ -176,6 +177,8 @@ export async function runTrain(
   });
   const modelConfig = modelConfigOf(config);
   const g = await initGpu();
+  // Picks the matmul design for this adapter (a short trial the first time, then the disk cache).
+  await autotuneMatmul(g);
 
   const schedule: LrSchedule = {
     maxLr: config.lr,

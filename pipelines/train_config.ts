@@ -68,7 +68,7 @@ export interface TrainConfig extends FlatConfig {
 export const DEFAULT_TRAIN_CONFIG: Readonly<TrainConfig> = Object.freeze({
   preset: "default",
   ...MODEL_PRESETS.default,
-  batch_size: 16,
+  batch_size: 8,
   steps: 2000,
   tokens: null,
   lr: 2e-3,
@@ -79,7 +79,7 @@ export const DEFAULT_TRAIN_CONFIG: Readonly<TrainConfig> = Object.freeze({
   beta2: 0.99,
   grad_clip: 1.0,
   eval_every: 250,
-  eval_tokens: 32768,
+  eval_tokens: 16384,
   eval_batch: 64,
   save_every: 500,
   seed: 1337,

@@ -40,7 +40,7 @@ export const MODEL_PRESETS: Readonly<Record<string, Readonly<GPTConfig>>> = Obje
     vocab: 256,
     ctx: 64,
     d_model: 128,
-    n_layer: 4,
+    n_layer: 3,
     n_head: 4,
     d_ff: 512,
     bias: true,
