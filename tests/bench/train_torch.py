@@ -84,10 +84,15 @@ def main():
     for _ in range(steps):
         step()
     ms = (time.perf_counter() - t0) * 1000 / steps
+    # Debian's torch links the generic libblas.so.3; which library that is at run time
+    # (reference BLAS, OpenBLAS, BLIS...) is chosen by update-alternatives.
     blas = "unknown"
-    for line in torch.__config__.show().splitlines():
-        if "BLAS_INFO" in line:
-            blas = line.split("BLAS_INFO=")[1].split(",")[0]
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            path = line.split()[-1]
+            if "blas" in path and path.endswith(".so.3") or "libopenblas" in path:
+                blas = path
+                break
     print(json.dumps({
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
