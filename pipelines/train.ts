@@ -40,6 +40,8 @@ export interface StepMetrics {
   ms_per_step: number;
   ffn_flops: number;
   ffn_flops_dense: number;
+  /** Per FFN layer, the fraction of activations > 0 on this step's batch. */
+  act_ratio: number[];
 }
 
 /** Callbacks for progress display; all optional. */
@@ -272,16 +274,17 @@ export async function runTrain(
       const batch = sampler.next();
       const profiling = profileSteps.has(step) && g.recorder.setProfiling(true);
       const ts = performance.now();
-      const { loss, norm } = await tidyAsync(async () => {
+      const { loss, norm, actRatio } = await tidyAsync(async () => {
         const x = tensor(batch.x, [B, T], { dtype: "u32" });
         const y = tensor(batch.y, [B, T], { dtype: "u32" });
-        const out = model.forward(x, y);
+        const out = model.forward(x, y, { actRatio: true });
         backward(out.loss!);
         const clip = gradClip(params, config.grad_clip > 0 ? config.grad_clip : Infinity);
         optimizer.step(lr, clip.factor);
         optimizer.zeroGrad();
-        const [l, n] = await readAll([out.loss!, clip.norm]);
-        return { loss: l[0], norm: n[0] };
+        // The step's one host wait: loss, gradient norm and activation ratios together.
+        const [l, n, ...ratios] = await readAll([out.loss!, clip.norm, ...out.actRatio]);
+        return { loss: l[0], norm: n[0], actRatio: ratios.map((r) => r[0]) };
       });
       const ms = performance.now() - ts;
       stepMs += ms;
@@ -307,6 +310,7 @@ export async function runTrain(
         ms_per_step: ms,
         ffn_flops: flops,
         ffn_flops_dense: flops,
+        act_ratio: actRatio,
       };
       const evalNow = config.eval_every > 0 && step % config.eval_every === 0 &&
         step < config.steps;

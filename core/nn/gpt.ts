@@ -14,6 +14,7 @@ import { crossEntropy } from "../ops/cross_entropy.ts";
 import { embedding, gather } from "../ops/gather.ts";
 import { layerNorm } from "../ops/layernorm.ts";
 import { linear } from "../ops/matmul.ts";
+import { fractionPositive } from "../ops/reduce.ts";
 import { fmtShape, ShapeError } from "../errors.ts";
 import type { Rng } from "../rng.ts";
 import { keep } from "../scope.ts";
@@ -26,6 +27,14 @@ export interface GPTOutput {
   logits: Tensor;
   /** Mean cross-entropy over the B·T targets (shape [1]), if targets were given. */
   loss: Tensor | null;
+  /** Per layer, the fraction of FFN activations > 0 (shape [1] each), when asked for. */
+  actRatio: Tensor[];
+}
+
+/** Options of `GPT.forward`. */
+export interface ForwardOptions {
+  /** Also measure each FFN layer's activation ratio (SPEC 6) on this batch. */
+  actRatio?: boolean;
 }
 
 /** The GPT of SPEC 4 with its parameters on the GPU. */
@@ -103,8 +112,11 @@ export class GPT {
     return pos;
   }
 
-  /** One transformer block: x + attn(ln_1(x)), then + mlp(ln_2(x)). */
-  block(x: Tensor, i: number): Tensor {
+  /**
+   * One transformer block: x + attn(ln_1(x)), then + mlp(ln_2(x)).
+   * `probe` receives the FFN activations (B, T, d_ff), e.g. to measure sparsity.
+   */
+  block(x: Tensor, i: number, probe?: (act: Tensor) => void): Tensor {
     const h = `transformer.h.${i}.`;
     const c = this.config;
     const a = layerNorm(x, this.p(h + "ln_1.weight"), this.#lnb(h + "ln_1.bias"));
@@ -114,11 +126,12 @@ export class GPT {
     const m = layerNorm(x, this.p(h + "ln_2.weight"), this.#lnb(h + "ln_2.bias"));
     const pre = linear(m, this.p(h + "mlp.c_fc.weight"), this.#b(h + "mlp.c_fc.bias")); // (B, T, d_ff)
     const act = c.activation === "gelu" ? gelu(pre) : relu(pre);
+    probe?.(act);
     return add(x, linear(act, this.p(h + "mlp.c_proj.weight"), this.#b(h + "mlp.c_proj.bias")));
   }
 
   /** Logits for tokens (B, T) u32, and the loss when targets (B, T) are given. */
-  forward(tokens: Tensor, targets?: Tensor): GPTOutput {
+  forward(tokens: Tensor, targets?: Tensor, opts: ForwardOptions = {}): GPTOutput {
     const c = this.config;
     if (tokens.shape.length !== 2 || tokens.dtype !== "u32") {
       throw new ShapeError(`GPT.forward: tokens must be u32 (B, T), got ${fmtShape(tokens.shape)}`);
@@ -130,11 +143,13 @@ export class GPT {
     const tok = embedding(this.p("transformer.wte.weight"), tokens); // (B, T, C)
     const pos = gather(this.p("transformer.wpe.weight"), this.#positionIds(T)); // (T, C)
     let x = add(tok, pos);
-    for (let i = 0; i < c.n_layer; i++) x = this.block(x, i);
+    const actRatio: Tensor[] = [];
+    const probe = opts.actRatio ? (a: Tensor) => actRatio.push(fractionPositive(a)) : undefined;
+    for (let i = 0; i < c.n_layer; i++) x = this.block(x, i, probe);
     x = layerNorm(x, this.p("transformer.ln_f.weight"), this.#lnb("transformer.ln_f.bias"));
     const logits = linear(x, this.p("transformer.wte.weight"), null); // (B, T, V), tied
     const loss = targets ? crossEntropy(logits, targets) : null;
-    return { logits, loss };
+    return { logits, loss, actRatio };
   }
 
   /** Releases parameters and cached position ids. */

@@ -55,3 +55,19 @@ export function sum(x: Tensor, dim?: number): Tensor {
 export function mean(x: Tensor, dim?: number): Tensor {
   return reduce("mean", x, dim);
 }
+
+/**
+ * Fraction of the elements of `x` that are > 0, as a one-element tensor (no
+ * gradient): the activation ratio of a ReLU output (SPEC 6).
+ */
+export function fractionPositive(x: Tensor): Tensor {
+  assertLive("fractionPositive", x);
+  if (x.dtype !== "f32" || x.size === 0) {
+    throw new ShapeError(
+      `fractionPositive: needs a non-empty f32 tensor, got ${x.dtype} ${fmtShape(x.shape)}`,
+    );
+  }
+  const out = empty([1]);
+  sumAllKernel(gpu(), out.buffer, x.buffer, x.size, 1 / x.size, true);
+  return out;
+}

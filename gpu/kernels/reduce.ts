@@ -36,6 +36,8 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 
 /** WGSL of the first sumAll pass: 256 strided partial sums. */
 export const SUM_PARTIAL_WGSL = /* wgsl */ `
+// POSITIVE counts x > 0 instead of summing x (the activation ratio of a ReLU output).
+override POSITIVE: bool = false;
 struct P { n: u32 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> partial: array<f32>;
@@ -44,7 +46,10 @@ struct P { n: u32 }
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   var s = 0.0;
-  for (var i = gid.x; i < p.n; i += 256u) { s += x[i]; }
+  for (var i = gid.x; i < p.n; i += 256u) {
+    let v = x[i];
+    s += select(v, select(0.0, 1.0, v > 0.0), POSITIVE);
+  }
   partial[gid.x] = s;
 }
 `;
@@ -85,11 +90,22 @@ export function sumRowsKernel(
   });
 }
 
-/** out[0] = scale * sum of the first n elements of x. */
-export function sumAllKernel(g: Gpu, out: GPUBuffer, x: GPUBuffer, n: number, scale = 1): void {
+/**
+ * out[0] = scale * sum of the first n elements of x; with `positive`, the
+ * count of elements > 0 instead of their sum.
+ */
+export function sumAllKernel(
+  g: Gpu,
+  out: GPUBuffer,
+  x: GPUBuffer,
+  n: number,
+  scale = 1,
+  positive = false,
+): void {
   const partial = g.pool.acquire(256 * 4);
   g.recorder.dispatch({
     kernel: SUM_PARTIAL,
+    constants: positive ? { POSITIVE: 1 } : undefined,
     buffers: [x, partial],
     params: new Params().u32(n),
     workgroups: [1],

@@ -49,9 +49,22 @@ Deno.test("runTrain() --preset tiny on Brown for 200 steps beats the unigram ent
   const steps = metrics.filter((m) => m.loss !== undefined);
   assert.equal(steps.length, 200);
   for (
-    const key of ["step", "phase", "loss", "lr", "grad_norm", "tokens_per_s", "ms_per_step"]
+    const key of [
+      "step",
+      "phase",
+      "loss",
+      "lr",
+      "grad_norm",
+      "tokens_per_s",
+      "ms_per_step",
+      "act_ratio",
+    ]
   ) assert.ok(key in steps[0], `metrics.jsonl lacks ${key}`);
   assert.ok(metrics.some((m) => m.val_loss !== undefined));
+  // ReLU FFNs: one ratio per layer, strictly between "all dead" and "all on".
+  const ratios = steps[steps.length - 1].act_ratio as unknown as number[];
+  assert.equal(ratios.length, config.n_layer);
+  assert.ok(ratios.every((r) => r > 0.01 && r < 0.99), `act_ratio ${ratios}`);
   const header = await readHeader(join(dir, "final.safetensors"));
   assert.equal(header.metadata["ssd.format"], "1");
   assert.equal(JSON.parse(header.metadata["ssd.train"]).step, 200);

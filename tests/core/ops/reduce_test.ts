@@ -1,8 +1,8 @@
 import assert, { throws } from "node:assert/strict";
-import { mean, sum } from "../../../core/ops/reduce.ts";
+import { fractionPositive, mean, sum } from "../../../core/ops/reduce.ts";
 import { ShapeError, TensorError } from "../../../core/errors.ts";
-import { tensor } from "../../../core/tensor.ts";
-import { checkOp, setupGpu } from "../../_helpers.ts";
+import { readAll, tensor } from "../../../core/tensor.ts";
+import { assertAllClose, checkOp, setupGpu } from "../../_helpers.ts";
 
 await setupGpu();
 
@@ -115,4 +115,25 @@ Deno.test("sum() / mean() reject a released input and a u32 input", () => {
   const u = tensor([1, 2], [2], { dtype: "u32" });
   throws(() => sum(u), /sum: needs an f32 tensor, got u32 \[2\]/);
   u.release();
+});
+
+Deno.test("fractionPositive() counts elements > 0 (zeros and -0 do not count)", async () => {
+  const data = [
+    1,
+    0,
+    -0,
+    -2,
+    3e-30,
+    5,
+    -1e-30,
+    0.5,
+    ...Array.from({ length: 1000 }, (_, i) => i % 3 - 1),
+  ];
+  const want = data.filter((v) => v > 0).length / data.length;
+  const x = tensor(data, [data.length]);
+  const f = fractionPositive(x);
+  const [got] = await readAll([f]);
+  assertAllClose(got, [want], { atol: 1e-7, rtol: 1e-6 }, "fraction");
+  x.release();
+  f.release();
 });
