@@ -16,6 +16,10 @@ export interface EvalFlags {
   batch: number;
   /** Print one JSON object instead of a table. */
   json?: boolean;
+  /** Experts per token for an MoE checkpoint. */
+  topK?: number;
+  /** Evaluate an MoE checkpoint dense (all experts). */
+  dense?: boolean;
 }
 
 /** Parses a positive integer flag value; anything else is a usage error. */
@@ -39,13 +43,25 @@ export function evalCommand(): Command {
         "of the embedded Brown Corpus)",
     )
     .option("--batch <n>", "windows per forward pass", positiveInt, DEFAULT_EVAL_CONFIG.batch)
+    .option(
+      "--top-k <k>",
+      "experts per token for an MoE checkpoint (default: its top_k)",
+      positiveInt,
+    )
+    .option("--dense", "evaluate an MoE checkpoint with all experts (the dense model)")
     .option("--json", "print one JSON object (nll, bpb, ppl, tokens, top_k) on stdout")
     .action(async (checkpoint: string, flags: EvalFlags) => {
       const progress = Deno.stderr.isTerminal() ? progressLine() : undefined;
       let report: EvalReport;
       try {
         report = await runEval(
-          { checkpoint, data: flags.data ?? null, batch: flags.batch },
+          {
+            checkpoint,
+            data: flags.data ?? null,
+            batch: flags.batch,
+            top_k: flags.topK ?? null,
+            dense: flags.dense ?? false,
+          },
           { onProgress: progress?.update },
         );
       } finally {

@@ -20,7 +20,11 @@ export interface GenerateFlags {
   /** Softmax temperature; 0 = greedy. */
   temperature: number;
   /** Top-k cut; 0 = all. */
-  topK: number;
+  sampleTopK: number;
+  /** Experts per token (MoE checkpoints). */
+  topK?: number;
+  /** All experts of an MoE checkpoint. */
+  dense?: boolean;
   /** RNG seed. */
   seed: number;
   /** False with `--no-echo`: the prompt is not printed. */
@@ -69,12 +73,18 @@ export function generateCommand(): Command {
       d.temperature,
     )
     .option(
-      "--top-k <k>",
+      "--sample-top-k <k>",
       "sample among the k most likely bytes; 0 = all",
       atLeast(0, "an integer >= 0 (0 = all)"),
-      d.top_k,
+      d.sample_top_k,
     )
     .option("--seed <s>", "random seed", intArg, d.seed)
+    .option(
+      "--top-k <k>",
+      "experts per token for an MoE checkpoint (default: its top_k)",
+      atLeast(1, "an integer >= 1"),
+    )
+    .option("--dense", "run an MoE checkpoint with all experts")
     .option("--no-echo", "do not print the prompt before the generated text")
     .action(async (checkpoint: string, flags: GenerateFlags) => {
       const stream = runGenerate({
@@ -82,8 +92,10 @@ export function generateCommand(): Command {
         prompt: flags.prompt,
         tokens: flags.tokens,
         temperature: flags.temperature,
-        top_k: flags.topK,
+        sample_top_k: flags.sampleTopK,
         seed: flags.seed,
+        top_k: flags.topK ?? null,
+        dense: flags.dense ?? false,
       });
       // The first step loads and checks everything; only then does output start.
       let step = await stream.next();

@@ -12,6 +12,8 @@ import { deviceCommand } from "./device.ts";
 import { evalCommand } from "./eval.ts";
 import { generateCommand } from "./generate.ts";
 import { inspectCommand } from "./inspect.ts";
+import { moefyCommand } from "./moefy.ts";
+import { profileCommand } from "./profile.ts";
 import { trainCommand } from "./train.ts";
 
 /** Global flags, accepted before or after the subcommand. */
@@ -43,6 +45,8 @@ export function buildProgram(): Command {
   program.addCommand(evalCommand());
   program.addCommand(generateCommand());
   program.addCommand(inspectCommand());
+  program.addCommand(moefyCommand());
+  program.addCommand(profileCommand());
   program.addCommand(trainCommand());
   return program;
 }

@@ -31,6 +31,10 @@ export interface EvalConfig {
   data: string | null;
   /** Windows of ctx tokens per forward pass. */
   batch: number;
+  /** Experts per token for an MoE checkpoint; null: the checkpoint's top_k. */
+  top_k?: number | null;
+  /** Evaluate an MoE checkpoint with all its experts. */
+  dense?: boolean;
 }
 
 /** Defaults of every `EvalConfig` field but the checkpoint. */
@@ -88,6 +92,33 @@ export function requirePositiveInt(name: string, v: number): void {
 }
 
 /**
+ * Experts per token for `--top-k` / `--dense` (SPEC 7): null for a dense
+ * evaluation; for an MoE checkpoint its own top_k unless told otherwise.
+ *
+ * @throws ConfigError when --top-k is given for a dense checkpoint or exceeds the experts
+ */
+export function expertsPerToken(
+  loaded: Pick<LoadedGPT, "moe">,
+  config: Pick<EvalConfig, "top_k" | "dense" | "checkpoint">,
+): number | null {
+  const moe = loaded.moe;
+  const k = config.top_k ?? null;
+  if (!moe) {
+    if (k !== null) {
+      throw new ConfigError(
+        `--top-k needs an MoE checkpoint, and ${config.checkpoint} is dense: MoE-fy it with ssd moefy`,
+      );
+    }
+    return null;
+  }
+  if (config.dense) return null;
+  if (k !== null && (k < 1 || k > moe.experts)) {
+    throw new ConfigError(`--top-k must be in 1..${moe.experts} (the experts per layer), got ${k}`);
+  }
+  return k ?? moe.top_k;
+}
+
+/**
  * Scores every token of the eval text with the checkpoint's model.
  *
  * The data is read (and rejected when too short) before the GPU is opened or
@@ -110,6 +141,7 @@ export async function runEval(config: EvalConfig, hooks: EvalHooks = {}): Promis
   const loaded = await loadGPT(config.checkpoint);
   try {
     requireByteTokenizer(loaded, config.checkpoint);
+    const topK = expertsPerToken(loaded, config);
     const ctx = loaded.config.ctx;
     const total = tokens.length - 1;
     const span = EVAL_CHUNK_WINDOWS * ctx;
@@ -118,7 +150,7 @@ export async function runEval(config: EvalConfig, hooks: EvalHooks = {}): Promis
     for (let start = 0; start < total; start += span) {
       // `span` inputs plus the next window's first token as the last target.
       const chunk = tokens.subarray(start, Math.min(tokens.length, start + span + 1));
-      const r = await evaluateTokens(loaded.model, chunk, config.batch);
+      const r = await evaluateTokens(loaded.model, chunk, config.batch, topK ?? undefined);
       sum += r.nll * r.tokens;
       count += r.tokens;
       hooks.onProgress?.(count, total);
@@ -129,7 +161,7 @@ export async function runEval(config: EvalConfig, hooks: EvalHooks = {}): Promis
       bpb: nll / Math.LN2,
       ppl: Math.exp(nll),
       tokens: count,
-      top_k: null,
+      top_k: topK,
       checkpoint: config.checkpoint,
       source,
       ctx,

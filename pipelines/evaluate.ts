@@ -24,13 +24,15 @@ export interface EvalResult {
 }
 
 /**
- * Scores `tokens` with `model`. `batch` windows run per forward; every
- * window's loss stays on the GPU until one read at the end (one host wait).
+ * Scores `tokens` with `model` (an MoE model at `topK` experts per token
+ * when given). `batch` windows run per forward; every window's loss stays
+ * on the GPU until one read at the end (one host wait).
  */
 export async function evaluateTokens(
   model: GPT,
   tokens: Uint8Array,
   batch: number,
+  topK?: number,
 ): Promise<EvalResult> {
   const ctx = model.config.ctx;
   const windows = evalWindows(tokens, ctx);
@@ -48,7 +50,7 @@ export async function evaluateTokens(
       const loss = tidy(() => {
         const x = tensor(packed.x, [group.length, T], { dtype: "u32" });
         const y = tensor(packed.y, [group.length, T], { dtype: "u32" });
-        return model.forward(x, y).loss!;
+        return model.forward(x, y, { topK }).loss!;
       });
       losses.push({ loss: keep(loss), count: packed.scored });
       // Submit in chunks so one command buffer does not grow without bound.

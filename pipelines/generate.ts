@@ -18,7 +18,7 @@ import { tensor } from "../core/tensor.ts";
 import { encode } from "../core/tokenizer.ts";
 import { autotuneMatmul } from "../gpu/autotune.ts";
 import { gpu, initGpu } from "../gpu/runtime.ts";
-import { requireByteTokenizer } from "./eval.ts";
+import { expertsPerToken, requireByteTokenizer } from "./eval.ts";
 
 /** What `ssd generate` samples, and how. */
 export interface GenerateConfig {
@@ -31,9 +31,13 @@ export interface GenerateConfig {
   /** Softmax temperature; 0 = greedy (argmax, ties to the lower id). */
   temperature: number;
   /** Sample among the k most likely tokens; 0 = all of the vocab. */
-  top_k: number;
+  sample_top_k: number;
   /** RNG seed: the same seed gives the same text. */
   seed: number;
+  /** Experts per token for an MoE checkpoint; null/absent: its top_k. */
+  top_k?: number | null;
+  /** Run an MoE checkpoint with all experts. */
+  dense?: boolean;
 }
 
 /** Defaults of every `GenerateConfig` field but the checkpoint and prompt. */
@@ -42,7 +46,7 @@ export const DEFAULT_GENERATE_CONFIG: Readonly<
 > = Object.freeze({
   tokens: 200,
   temperature: 0.8,
-  top_k: 40,
+  sample_top_k: 40,
   seed: 1337,
 });
 
@@ -61,12 +65,14 @@ export function validateGenerateConfig(c: GenerateConfig, vocab?: number): void 
       `--temperature must be a finite number >= 0 (0 = greedy), got ${c.temperature}`,
     );
   }
-  if (!(Number.isSafeInteger(c.top_k) && c.top_k >= 0)) {
-    throw new ConfigError(`--top-k must be a non-negative integer (0 = all), got ${c.top_k}`);
-  }
-  if (vocab !== undefined && c.top_k > vocab) {
+  if (!(Number.isSafeInteger(c.sample_top_k) && c.sample_top_k >= 0)) {
     throw new ConfigError(
-      `--top-k ${c.top_k} is larger than the model's vocab of ${vocab}: give 1..${vocab}, or 0 ` +
+      `--sample-top-k must be a non-negative integer (0 = all), got ${c.sample_top_k}`,
+    );
+  }
+  if (vocab !== undefined && c.sample_top_k > vocab) {
+    throw new ConfigError(
+      `--sample-top-k ${c.sample_top_k} is larger than the model's vocab of ${vocab}: give 1..${vocab}, or 0 ` +
         `for all`,
     );
   }
@@ -120,11 +126,16 @@ export function sampleToken(
  * logits, read back as V floats with one host wait. Everything the forward
  * allocates is released before returning.
  */
-export function lastLogits(model: GPT, context: Uint32Array): Promise<Float32Array> {
+export function lastLogits(
+  model: GPT,
+  context: Uint32Array,
+  topK?: number,
+): Promise<Float32Array> {
   const V = model.config.vocab;
   const T = context.length;
   return tidyAsync(async () => {
-    const out = noGrad(() => model.forward(tensor(context, [1, T], { dtype: "u32" })));
+    const tokens = tensor(context, [1, T], { dtype: "u32" });
+    const out = noGrad(() => model.forward(tokens, undefined, { topK }));
     const bytes = await gpu().recorder.read(out.logits.buffer, (T - 1) * V * 4, V * 4); // (V)
     return new Float32Array(bytes);
   });
@@ -137,6 +148,7 @@ export function lastLogits(model: GPT, context: Uint32Array): Promise<Float32Arr
 export async function* generateTokens(
   model: GPT,
   config: Omit<GenerateConfig, "checkpoint">,
+  topK?: number,
 ): AsyncGenerator<number> {
   validateGenerateConfig({ ...config, checkpoint: "" }, model.config.vocab);
   const ctx = model.config.ctx;
@@ -144,8 +156,8 @@ export async function* generateTokens(
   const seq = Array.from(encode(config.prompt));
   for (let i = 0; i < config.tokens; i++) {
     const context = Uint32Array.from(seq.slice(-ctx));
-    const logits = await lastLogits(model, context);
-    const next = sampleToken(logits, config.temperature, config.top_k, rng);
+    const logits = await lastLogits(model, context, topK);
+    const next = sampleToken(logits, config.temperature, config.sample_top_k, rng);
     seq.push(next);
     yield next;
   }
@@ -168,7 +180,8 @@ export async function* runGenerate(config: GenerateConfig): AsyncGenerator<numbe
   const loaded = await loadGPT(config.checkpoint);
   try {
     requireByteTokenizer(loaded, config.checkpoint);
-    yield* generateTokens(loaded.model, config);
+    const topK = expertsPerToken(loaded, { ...config, top_k: config.top_k ?? null });
+    yield* generateTokens(loaded.model, config, topK ?? undefined);
   } finally {
     loaded.model.release();
   }

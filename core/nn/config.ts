@@ -76,8 +76,12 @@ export function validateConfig(c: GPTConfig): GPTConfig {
   return c;
 }
 
-/** Every parameter's nanoGPT name and shape, in a fixed order (init order). */
-export function paramShapes(c: GPTConfig): Map<string, number[]> {
+/**
+ * Every parameter's nanoGPT name and shape, in a fixed order (init order).
+ * With `experts`, the MoE routers `transformer.h.{i}.mlp.router.weight`
+ * [E, d_model] are included.
+ */
+export function paramShapes(c: GPTConfig, experts?: number): Map<string, number[]> {
   const C = c.d_model;
   const m = new Map<string, number[]>();
   m.set("transformer.wte.weight", [c.vocab, C]);
@@ -96,6 +100,7 @@ export function paramShapes(c: GPTConfig): Map<string, number[]> {
     if (c.bias) m.set(p + "mlp.c_fc.bias", [c.d_ff]);
     m.set(p + "mlp.c_proj.weight", [C, c.d_ff]);
     if (c.bias) m.set(p + "mlp.c_proj.bias", [C]);
+    if (experts) m.set(p + "mlp.router.weight", [experts, C]);
   }
   m.set("transformer.ln_f.weight", [C]);
   if (c.bias) m.set("transformer.ln_f.bias", [C]);

@@ -20,6 +20,8 @@ import type { Rng } from "../rng.ts";
 import { keep } from "../scope.ts";
 import { full, type Tensor, tensor } from "../tensor.ts";
 import { type GPTConfig, paramShapes, validateConfig } from "./config.ts";
+import type { MoeLayout } from "./moe_layout.ts";
+import { moeFfn } from "./moe_ffn.ts";
 
 /** What `forward` returns: logits always, the loss when targets were given. */
 export interface GPTOutput {
@@ -31,10 +33,20 @@ export interface GPTOutput {
   actRatio: Tensor[];
 }
 
+/** Receives layer i's FFN activations (B, T, d_ff) and input (B, T, C) during a dense forward. */
+export type FfnProbe = (act: Tensor, input: Tensor, layer: number) => void;
+
 /** Options of `GPT.forward`. */
 export interface ForwardOptions {
   /** Also measure each FFN layer's activation ratio (SPEC 6) on this batch. */
   actRatio?: boolean;
+  /**
+   * Experts per token for an MoE model: below E, each FFN computes only the
+   * top-k experts its router picks (inference path); E or absent = dense.
+   */
+  topK?: number;
+  /** Called with every layer's FFN activations and input (dense layers only). */
+  probe?: FfnProbe;
 }
 
 /** The GPT of SPEC 4 with its parameters on the GPU. */
@@ -43,14 +55,17 @@ export class GPT {
   readonly config: GPTConfig;
   /** Parameters by nanoGPT name, in `paramShapes` order. */
   readonly params: Map<string, Tensor>;
+  /** MoE layout when the FFNs are MoE-fied (routers in `params`), else null. */
+  readonly moe: MoeLayout | null;
   #positions = new Map<number, Tensor>();
   // LayerNorm without bias (bias: false) adds this constant zero vector.
   #zeroBias: Tensor | null = null;
 
   /** Wraps existing parameter tensors (checked against the config's shapes). */
-  constructor(config: GPTConfig, params: Map<string, Tensor>) {
+  constructor(config: GPTConfig, params: Map<string, Tensor>, moe: MoeLayout | null = null) {
     this.config = validateConfig(config);
-    for (const [name, shape] of paramShapes(config)) {
+    this.moe = moe;
+    for (const [name, shape] of paramShapes(config, moe?.experts)) {
       const p = params.get(name);
       if (!p) throw new ShapeError(`GPT: missing parameter ${name} ${fmtShape(shape)}`);
       if (p.shape.length !== shape.length || p.shape.some((d, i) => d !== shape[i])) {
@@ -114,9 +129,10 @@ export class GPT {
 
   /**
    * One transformer block: x + attn(ln_1(x)), then + mlp(ln_2(x)).
-   * `probe` receives the FFN activations (B, T, d_ff), e.g. to measure sparsity.
+   * `probe` receives the dense FFN's activations (B, T, d_ff) and its input
+   * (B, T, C), e.g. to measure sparsity or fit a router.
    */
-  block(x: Tensor, i: number, probe?: (act: Tensor) => void): Tensor {
+  block(x: Tensor, i: number, probe?: FfnProbe, topK?: number): Tensor {
     const h = `transformer.h.${i}.`;
     const c = this.config;
     const a = layerNorm(x, this.p(h + "ln_1.weight"), this.#lnb(h + "ln_1.bias"));
@@ -124,10 +140,31 @@ export class GPT {
     const y = attention(qkv, c.n_head); // (B, T, C)
     x = add(x, linear(y, this.p(h + "attn.c_proj.weight"), this.#b(h + "attn.c_proj.bias")));
     const m = layerNorm(x, this.p(h + "ln_2.weight"), this.#lnb(h + "ln_2.bias"));
+    if (this.moe && topK !== undefined && topK < this.moe.experts) {
+      return add(x, this.#sparseFfn(m, i, topK));
+    }
     const pre = linear(m, this.p(h + "mlp.c_fc.weight"), this.#b(h + "mlp.c_fc.bias")); // (B, T, d_ff)
     const act = c.activation === "gelu" ? gelu(pre) : relu(pre);
-    probe?.(act);
+    probe?.(act, m, i);
     return add(x, linear(act, this.p(h + "mlp.c_proj.weight"), this.#b(h + "mlp.c_proj.bias")));
+  }
+
+  /** The FFN computing only each token's top-k experts (SPEC 4's MoE view). */
+  #sparseFfn(m: Tensor, i: number, topK: number): Tensor {
+    const h = `transformer.h.${i}.mlp.`;
+    return moeFfn(
+      m,
+      {
+        fcW: this.p(h + "c_fc.weight"),
+        fcB: this.#b(h + "c_fc.bias"),
+        projW: this.p(h + "c_proj.weight"),
+        projB: this.#b(h + "c_proj.bias"),
+        router: this.p(h + "router.weight"),
+      },
+      this.moe!.experts,
+      topK,
+      this.config.activation,
+    );
   }
 
   /** Logits for tokens (B, T) u32, and the loss when targets (B, T) are given. */
@@ -144,8 +181,13 @@ export class GPT {
     const pos = gather(this.p("transformer.wpe.weight"), this.#positionIds(T)); // (T, C)
     let x = add(tok, pos);
     const actRatio: Tensor[] = [];
-    const probe = opts.actRatio ? (a: Tensor) => actRatio.push(fractionPositive(a)) : undefined;
-    for (let i = 0; i < c.n_layer; i++) x = this.block(x, i, probe);
+    const probe: FfnProbe | undefined = opts.actRatio || opts.probe
+      ? (a, m, i) => {
+        if (opts.actRatio) actRatio.push(fractionPositive(a));
+        opts.probe?.(a, m, i);
+      }
+      : undefined;
+    for (let i = 0; i < c.n_layer; i++) x = this.block(x, i, probe, opts.topK);
     x = layerNorm(x, this.p("transformer.ln_f.weight"), this.#lnb("transformer.ln_f.bias"));
     const logits = linear(x, this.p("transformer.wte.weight"), null); // (B, T, V), tied
     const loss = targets ? crossEntropy(logits, targets) : null;

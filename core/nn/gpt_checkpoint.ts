@@ -23,6 +23,7 @@ import { keep } from "../scope.ts";
 import { readAll, type Tensor, tensor } from "../tensor.ts";
 import { type GPTConfig, paramShapes, validateConfig } from "./config.ts";
 import { GPT } from "./gpt.ts";
+import { type MoeLayout, validateMoeLayout } from "./moe_layout.ts";
 
 /** What a saved checkpoint holds besides the weights. */
 export interface SaveOptions {
@@ -30,8 +31,8 @@ export interface SaveOptions {
   optimizer?: AdamW;
   /** Training state (`ssd.train`). */
   train?: Record<string, unknown> | null;
-  /** MoE layout (`ssd.moe`). */
-  moe?: Record<string, unknown> | null;
+  /** MoE layout (`ssd.moe`); default: the model's own. */
+  moe?: MoeLayout | null;
 }
 
 /** Writes `model` (and the optional parts) to `path` atomically. */
@@ -40,8 +41,9 @@ export async function saveGPT(path: string, model: GPT, opts: SaveOptions = {}):
   if (opts.optimizer) {
     const st = opts.optimizer.state();
     for (const name of model.params.keys()) {
-      named.push([optimMName(name), st.tensors[optimMName(name)]]);
-      named.push([optimVName(name), st.tensors[optimVName(name)]]);
+      for (const key of [optimMName(name), optimVName(name)]) {
+        if (st.tensors[key]) named.push([key, st.tensors[key]]);
+      }
     }
   }
   const data = await readAll(named.map(([, t]) => t));
@@ -53,7 +55,7 @@ export async function saveGPT(path: string, model: GPT, opts: SaveOptions = {}):
     tensors,
     metadata: ssdMetadata({
       config: { ...model.config },
-      moe: opts.moe ?? null,
+      moe: (opts.moe ?? model.moe) as Record<string, unknown> | null,
       train: opts.train ?? null,
     }),
   });
@@ -67,8 +69,8 @@ export interface LoadedGPT {
   config: GPTConfig;
   /** `ssd.train`, or null. */
   train: Record<string, unknown> | null;
-  /** `ssd.moe`, or null. */
-  moe: Record<string, unknown> | null;
+  /** `ssd.moe`, or null for a dense checkpoint. */
+  moe: MoeLayout | null;
   /** Optimizer moments by checkpoint name, on the GPU (kept), when asked for and present. */
   moments: Record<string, Tensor> | null;
 }
@@ -94,7 +96,9 @@ export async function loadGPT(
     }
     throw e;
   }
-  const shapes = paramShapes(config);
+  const rawMoe = metaJson(ck.header, META_MOE);
+  const moe = rawMoe ? validateMoeLayout(rawMoe, config, path) : null;
+  const shapes = paramShapes(config, moe?.experts);
   validateAgainstConfig(ck.header, shapes, { optimizer: opts.optimizer ? "required" : "optional" });
 
   const params = new Map<string, Tensor>();
@@ -111,10 +115,10 @@ export async function loadGPT(
     }
   }
   return {
-    model: new GPT(config, params),
+    model: new GPT(config, params, moe),
     config,
     train: metaJson(ck.header, META_TRAIN),
-    moe: metaJson(ck.header, META_MOE),
+    moe,
     moments,
   };
 }

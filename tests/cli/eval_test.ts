@@ -64,12 +64,13 @@ Deno.test("ssd eval prints a table with nats/token, bits/byte, perplexity and th
   assert.ok(Math.abs(shown("perplexity") - want.ppl) <= 6e-4 + 1e-5 * want.ppl);
 });
 
-Deno.test("ssd eval --help describes --data, --batch and --json", async () => {
+Deno.test("ssd eval --help describes --data, --batch, --top-k, --dense and --json", async () => {
   const r = await ssd(["eval", "--help"]);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /^Usage: ssd eval \[options\] <checkpoint>/m);
   for (const flag of ["--data <path>", "--batch <n>", "--json"]) assert.ok(r.stdout.includes(flag));
-  assert.doesNotMatch(r.stdout, /--top-k/, "the MoE --top-k comes with the MoE issue");
+  assert.match(r.stdout, /--top-k <k>/);
+  assert.match(r.stdout, /--dense/);
 });
 
 Deno.test("ssd eval: bad input exits non-zero with one line and writes nothing", async () => {

@@ -41,7 +41,7 @@ Deno.test("ssd generate: the same seed prints the same text, another seed anothe
     prompt: "the cat",
     tokens: 24,
     temperature: 0.8,
-    top_k: 40,
+    sample_top_k: 40,
     seed: 3,
   });
   assert.equal(a.stdout, "the cat" + decode(want));
@@ -64,7 +64,7 @@ Deno.test("ssd generate --temperature 0 --no-echo prints the greedy continuation
     prompt: "a long prompt, longer than ctx",
     tokens: 20,
     temperature: 0,
-    top_k: 40,
+    sample_top_k: 40,
     seed: 0,
   });
   assert.equal(r.stdout, decode(want));
@@ -73,10 +73,10 @@ Deno.test("ssd generate --temperature 0 --no-echo prints the greedy continuation
 Deno.test("ssd generate streams UTF-8 whole: output = prompt + decode(all tokens)", async () => {
   // Temperature 2 over all 256 bytes: plenty of multi-byte starts and invalid sequences.
   const prompt = "héllo ☃ ";
-  const args = ["--tokens", "60", "--temperature", "2", "--top-k", "0", "--seed", "9"];
+  const args = ["--tokens", "60", "--temperature", "2", "--sample-top-k", "0", "--seed", "9"];
   const r = await ssd(["generate", ckpt, "--prompt", prompt, ...args]);
   assert.equal(r.code, 0, r.stderr);
-  const want = await inProcess({ prompt, tokens: 60, temperature: 2, top_k: 0, seed: 9 });
+  const want = await inProcess({ prompt, tokens: 60, temperature: 2, sample_top_k: 0, seed: 9 });
   assert.ok(want.some((t) => t >= 0x80), "the sample should contain non-ASCII bytes");
   assert.equal(r.stdout, prompt + decode(want));
 });
@@ -91,8 +91,12 @@ Deno.test("ssd generate: bad input exits non-zero with one line and no output", 
     [[ckpt], 2, /required option '--prompt <text>' not specified/],
     [[ckpt, ...p, "--temperature", "-1"], 2, /--temperature.*>= 0/],
     [[ckpt, ...p, "--temperature", "hot"], 2, /--temperature.*number/],
-    [[ckpt, ...p, "--top-k", "-1"], 2, /--top-k.*>= 0/],
-    [[ckpt, ...p, "--top-k", "300"], 1, /--top-k 300 is larger than the model's vocab of 256/],
+    [[ckpt, ...p, "--sample-top-k", "-1"], 2, /--sample-top-k.*>= 0/],
+    [
+      [ckpt, ...p, "--sample-top-k", "300"],
+      1,
+      /--sample-top-k 300 is larger than the model's vocab of 256/,
+    ],
     [[ckpt, ...p, "--tokens", "1.5"], 2, /--tokens.*integer/],
     [[join(dir, "missing.safetensors"), ...p], 1, /Checkpoint file not found/],
     [[cut, ...p], 1, /cut\.safetensors/],

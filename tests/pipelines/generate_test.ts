@@ -36,7 +36,7 @@ function config(over: Partial<GenerateConfig> = {}): GenerateConfig {
     prompt: "the cat",
     tokens: 12,
     temperature: 1,
-    top_k: 0,
+    sample_top_k: 0,
     seed: 5,
     ...over,
   };
@@ -152,8 +152,8 @@ Deno.test("runGenerate() rejects bad input with one clear error", async () => {
     [{ prompt: "" }, /--prompt is empty/],
     [{ temperature: -0.5 }, /--temperature must be a finite number >= 0/],
     [{ temperature: NaN }, /--temperature/],
-    [{ top_k: -1 }, /--top-k must be a non-negative integer/],
-    [{ top_k: 257 }, /--top-k 257 is larger than the model's vocab of 256/],
+    [{ sample_top_k: -1 }, /--sample-top-k must be a non-negative integer/],
+    [{ sample_top_k: 257 }, /--sample-top-k 257 is larger than the model's vocab of 256/],
     [{ tokens: -3 }, /--tokens must be a non-negative integer/],
   ];
   for (const [over, re] of cases) {
@@ -172,5 +172,5 @@ Deno.test("runGenerate() rejects bad input with one clear error", async () => {
   await assert.rejects(collect(runGenerate(config({ checkpoint: cut }))), CheckpointError);
   assert.equal(g.pool.stats().liveBuffers, before, "failed runs release what they loaded");
   // top-k = vocab is allowed (same as 0 = all).
-  assert.equal((await collect(runGenerate(config({ top_k: 256, tokens: 2 })))).length, 2);
+  assert.equal((await collect(runGenerate(config({ sample_top_k: 256, tokens: 2 })))).length, 2);
 });
