@@ -14,10 +14,10 @@
  * Steps (kernels: `gpu/kernels/moe.ts`): router scores (`linear`), top-k
  * (`topk`), the routing plan (a deterministic counting sort of the N·k
  * selections by expert: counts, padded offsets, grouped rows and their
- * inverse), then one dispatch per stage for all experts: gather the routed
- * rows of h, pack the weights, up-projection + bias + activation on each
- * expert's rows, down-projection, and a combine that sums each token's k
- * expert rows in slot order (no scatter, no atomics: the same result on
+ * inverse), then one dispatch per stage for all experts: pack the weights,
+ * up-projection + bias + activation on each expert's rows (read from h
+ * through the plan), down-projection, and a combine that sums each token's
+ * k expert rows in slot order (no scatter, no atomics: the same result on
  * every run).
  *
  * FLOPs (2 per multiply-add), `moeFfnFlops`:

@@ -1,70 +1,89 @@
 /**
- * MoE FFN kernels (SPEC 4's MoE view): route tokens to experts, run every
- * expert's slice of the FFN on just its tokens, combine.
+ * MoE FFN kernels (SPEC 4's MoE view): group the router's selections by
+ * expert, run every expert's slice of the FFN on just its tokens, combine.
  *
  * Sizes: N tokens, C = d_model, d_ff = E·s (expert e owns neurons
  * [e·s, (e+1)·s): rows of c_fc.weight [d_ff, C], columns of
- * c_proj.weight [C, d_ff]), k experts per token, sel (N, k) u32 the
- * router's top-k expert ids (slot j of token t at selection id i = t·k + j).
+ * c_proj.weight [C, d_ff]), k experts per token; sel (N, k) u32 holds the
+ * router's top-k expert ids, slot j of token t at selection id i = t·k + j.
+ * C4 = ⌈C/4⌉, sp4 = ⌈s/4⌉, sp = 4·sp4 (s rounded up to whole vec4s).
  *
- * 1. `moe.plan`: counting sort of the N·k selections by expert, one
- *    workgroup: threads own experts (e = lid, lid + 64, ...), each counts
- *    its selections (a scan of all N·k ids), thread 0 turns the counts into
- *    segment starts padded to MOE_ROW_TILE rows, then each expert thread
- *    scans again and writes its selections in ascending i (so: by token).
- *    No atomics, deterministic. Cost: 2·E·N·k id reads in all, serial depth
- *    2·N·k reads per thread (about 0.3 ms at N·k = 16k on llvmpipe).
- *      counts  (E)     u32  selections of expert e
- *      offsets (E + 1) u32  padded segment starts; offsets[E] = padded total
- *      rows    (P)     u32  row p of the grouped layout holds selection
- *                           rows[p], or MOE_EMPTY_ROW for padding
- *      pos     (N·k)   u32  inverse: selection i sits at row pos[i]
- *    P = pmax = the bound N·k + E·(MOE_ROW_TILE − 1), rounded up to a tile;
- *    every launch below is sized by it (no read-back of the counts).
- * 2. `moe.gather`: Xg row p = X[token of rows[p]] (zero row for padding),
- *    as vec4 texels (C padded to C4 = ⌈C/4⌉ texels with zeros).
- * 3. `moe.pack_w` (MODE 0): W1ᵀ texels: (x = e·sp4 + t, y = c) holds
- *    c_fc.weight[e·s + 4t + q, c], q = 0..3; neurons past s (sp = 4·sp4 =
- *    s rounded up to 4) and rows c ≥ C are zero. (MODE 1): W2ᵀ texels:
- *    (x = t, y = e·sp + j) holds c_proj.weight[4t + q, e·s + j].
- * 4. `moe.up`: act row p = act(Xg[p] · W1[e-slice]ᵀ + b1[e-slice]) for the
- *    expert e whose segment holds row p (count_e × s per expert; padding
- *    rows and columns ≥ s are stored as zeros).
- * 5. `moe.down`: Y row p = act[p] · W2[:, e-slice]ᵀ (count_e × C).
- * 6. `moe.combine`: out[t] = b2 + Σ_{j<k} Y[pos[t·k + j]], j ascending:
- *    deterministic, no scatter.
+ * The plan (a counting sort by expert id; deterministic, no atomics):
+ *   counts  (E)     u32  selections of expert e
+ *   offsets (E + 1) u32  segment starts, each segment padded to a multiple
+ *                        of MOE_ROW_TILE rows; offsets[E] = rows in use
+ *   rows    (pmax)  u32  grouped row p holds selection rows[p] (expert e's
+ *                        in ascending i, i.e. by token), or MOE_EMPTY_ROW
+ *   pos     (N·k)   u32  the inverse: selection i sits at grouped row pos[i]
+ * pmax = N·k + E·(MOE_ROW_TILE − 1) rounded up to a tile bounds the padded
+ * total, so every launch is sized on the host with no read-back.
  *
- * Grouped matmuls (up, down): one dispatch per stage for all experts. Each
- * invocation owns a MOE_ROW_TILE × TN tile (TN = 4·tn4, vec4
- * accumulators, register tiles as in `matmul_register.ts`, no workgroup
- * memory). Segments are padded to whole row tiles so a tile never spans two
- * experts; the invocation finds its expert by a binary search of offsets
- * and returns at once past offsets[E]. Invocation id = rowTile·colTiles +
- * colTile, 64 per workgroup, grid1d past 65535 groups.
+ * Kernels, in order (one dispatch each; 64 threads per workgroup, grid1d
+ * past 65535 groups; bindings: inputs | outputs, params in group 1):
+ *   plan_count    sel | chunkCounts         one thread per (chunk of
+ *                 MOE_PLAN_CHUNK selections, expert): its count there
+ *   plan_offsets  | chunkCounts, counts, offsets, rows      one workgroup:
+ *                 per expert the exclusive prefix over chunks (in place)
+ *                 and the total; thread 0 the padded offsets (two storage
+ *                 barriers); MOE_EMPTY_ROW in every padding row
+ *   plan_place    sel, chunkStart, offsets | rows, pos      per (chunk,
+ *                 expert): the chunk's selections of the expert, in order
+ *     Cost: each selection id is read 2·E times (E threads look at each
+ *     chunk), 2·E·N·k reads in all, spread over ⌈N·k/256⌉·E threads; about
+ *     0.4 ms at N·k = 2048 and 1.5 ms at 16384 on llvmpipe (E = 16).
+ *   pack_w        w | W1ᵀ (MODE 0) or W2ᵀ (MODE 1), one thread per texel:
+ *                 W1ᵀ texel (e·sp4 + t, c) = c_fc.weight[e·s + 4t + q, c],
+ *                 q = 0..3, zero past s and for c ≥ C (⌈C/4⌉·4 rows);
+ *                 W2ᵀ texel (t, e·sp + j) = c_proj.weight[4t + q, e·s + j]
+ *   up            x, rows, W1ᵀ, b1, counts, offsets | act
+ *                 act[p] = act(x[token of rows[p]] · W1[e]ᵀ + b1[e]) for
+ *                 the expert e whose segment holds row p; padding rows and
+ *                 columns ≥ s are stored as zeros (so Y's padding rows are
+ *                 zero too). Threads: (pmax/8)·⌈sp4/4⌉.
+ *   down          act, W2ᵀ, offsets | Y     Y[p] = act[p] · W2[:, e]ᵀ.
+ *                 Threads: (pmax/8)·⌈C4/4⌉.
+ *   combine       Y, pos, b2 | out          out[t] = b2 + Σ_{j<k} Y[pos[t·k
+ *                 + j]], j ascending: each token's sum in a fixed order,
+ *                 no scatter. One thread per (token, 4 texels).
+ * Biases are a dummy buffer when HAS_BIAS is false.
  *
- * Operands (Xg, W1ᵀ, W2ᵀ, act, Y) live in one of two designs:
- * - "texture": rgba32float storage textures (read-only where read: the
- *   cheapest loads on llvmpipe, see `matmul.ts`). Xg, act and Y fold
- *   2^sh logical rows into one texture row (texel (x, y) of logical row r,
- *   texel t: x = (r mod 2^sh)·w + t, y = r >> sh) to stay within
- *   maxTextureDimension2D. Kept per size class as scratch for reuse.
- * - "buffer": the same texels in vec4 storage buffers, row-major, for
- *   adapters without read-only storage textures (or sizes past the texture
- *   limit). Pool temporaries.
+ * Grouped matmuls (up, down): one dispatch per stage for all experts
+ * ("per expert family, not per expert"). Each invocation owns a
+ * MOE_ROW_TILE × 16 tile (8 rows × 4 vec4 accumulators, as
+ * `matmul_register.ts`: no workgroup memory, K walked 4 at a time) of one
+ * expert: segments are padded to whole row tiles so a tile never spans two
+ * experts, and the invocation finds its expert by a binary search of
+ * offsets (returning at once past offsets[E]). Invocation id = rowTile ·
+ * colTiles + colTile.
  *
- * Bindings (group 0, inputs then outputs; group 1 params):
- *   plan     sel | counts, offsets, rows, pos            1 workgroup of 64
- *   gather   x (f32), rows | Xg                          P·C4 threads / 64
- *   pack_w   w (f32) | W1ᵀ or W2ᵀ                        texels / 64
- *   up       Xg, W1ᵀ, b1 (f32), counts, offsets | act    (P/8)·⌈sp4/tn4⌉ / 64
- *   down     act, W2ᵀ, offsets | Y                       (P/8)·⌈C4/tn4⌉ / 64
- *   combine  Y, pos, b2 (f32) | out (f32 or vec4)        N·C4 threads / 64
- * Biases are dummies when HAS_BIAS is false.
+ * Operands W1ᵀ, W2ᵀ, act and Y live in one of two designs:
+ * - "texture": rgba32float storage textures (read-only where read: on
+ *   llvmpipe a texel load costs ~0.9 ns against ~3 ns for a storage-buffer
+ *   vec4, see `matmul.ts`). act and Y fold 2^sh logical rows into one
+ *   texture row (logical row r, texel t at x = (r & (2^sh − 1))·w + t,
+ *   y = r >> sh) to stay within maxTextureDimension2D. Kept per size class
+ *   as scratch for reuse (`releaseMoeScratch`).
+ * - "buffer": the same texels in vec4 storage buffers, row-major (sh = 0),
+ *   for adapters without read-only storage textures or sizes past the
+ *   texture limit. Pool temporaries.
+ * x (the FFN input) is read straight from its buffer through `rows` by the
+ * up kernel: a gather pass into a texture cost more (~20 ns per texel
+ * written on llvmpipe) than the slower loads it saved.
  *
  * FLOPs: the useful work is 4·N·k·s·C (up and down; the dense FFN's is
- * 4·N·d_ff·C, so the ratio is k/E); the kernels also spend it on padding,
- * at most E·(MOE_ROW_TILE − 1) rows and sp − s columns per expert, plus
- * 2·(d_ff·C) packed weight elements and (k + 1)·N·C combine reads.
+ * 4·N·d_ff·C, so the ratio is k/E). The kernels also run the padding, at
+ * most E·(MOE_ROW_TILE − 1) rows and sp − s columns per expert, read the
+ * weights once more to pack them (2·d_ff·C) and read N·k·C values to
+ * combine.
+ *
+ * Measured (llvmpipe, 2 cores shared with other jobs, so two runs of
+ * `tests/bench/moe_bench.ts` differ: ranges; C 128, d_ff 512, E 16,
+ * texture design, ms per call): N = 512 tokens, dense 16-19, this path
+ * 7.0-7.9 / 8.9-12 / 15-19 at k = 4 / 8 / 16 (2.3-2.4×, 1.6-1.8×, 1.0×
+ * faster); N = 4096, dense 73-81, this path 31-35 / 50-62 / 77-111
+ * (2.1-2.6×, 1.2-1.6×, 0.65-1.05×). GPU time at N = 512, k = 4: up 2.1,
+ * down 1.8, weight packs 1.0, router 0.8, plan 0.4, combine 0.4, top-k
+ * 0.2 ms.
  */
 import { GpuError } from "../errors.ts";
 import type { Kernel } from "../kernel.ts";
@@ -275,12 +294,12 @@ function writeOperand(
     ? `var ${v}: texture_storage_2d<rgba32float, write>;`
     : `var<storage, read_write> ${v}: array<vec4f>;`;
   const body = design === "texture"
-    ? `textureStore(${v}, vec2u(c.x + t, c.y), x);`
-    : `${v}[c.y * p.${f}Width + c.x + t] = x;`;
+    ? `textureStore(${v}, vec2u(c.x + t, c.y), val);`
+    : `${v}[c.y * p.${f}Width + c.x + t] = val;`;
   return /* wgsl */ `
 @group(0) @binding(${binding}) ${decl}
 fn ${fn}Row(r: u32) -> vec2u { return vec2u((r & p.${f}Mask) * p.${f}W, r >> p.${f}Sh); }
-fn ${fn}(c: vec2u, t: u32, x: vec4f) { ${body} }`;
+fn ${fn}(c: vec2u, t: u32, val: vec4f) { ${body} }`;
 }
 
 /** Params fields of a folded operand `f`: texels per row, fold shift and mask, width. */
@@ -555,13 +574,14 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 `;
 }
 
-/** Columns (in vec4s) per register tile for `n4` output texels: up to 16 columns. */
-export function moeTileColumns4(n4: number): number {
-  return Math.min(4, n4);
-}
+/**
+ * Output columns per register tile, in vec4s (16 columns; fewer when the
+ * output is narrower). An 8×32 tile spills on llvmpipe: measured 10× slower.
+ */
+export const MOE_TILE_COLUMNS4 = 4;
 
-function groupedLaunch(pmax: number, n4: number, maxTn4 = 4) {
-  const tn4 = Math.min(maxTn4, n4);
+function groupedLaunch(pmax: number, n4: number) {
+  const tn4 = Math.min(MOE_TILE_COLUMNS4, n4);
   const colTiles = ceilDiv(n4, tn4);
   const threads = (pmax / MOE_ROW_TILE) * colTiles;
   const [nx, ny] = grid1d(ceilDiv(threads, MOE_WG));
@@ -601,7 +621,7 @@ export function moeUpKernel(
   const s = sz.dff / sz.E;
   const sp4 = ceilDiv(s, 4);
   const vecX = sz.C % 4 === 0;
-  const l = groupedLaunch(pmax, sp4, Number(Deno.env.get("UPTN4") ?? 4));
+  const l = groupedLaunch(pmax, sp4);
   const params = new Params().u32(l.colTiles).u32(l.threads).u32(l.nx).u32(sz.E)
     .u32(ceilDiv(sz.C, 4)).u32(s).u32(sp4).u32(ops.folds.w1.width).u32(sz.C).u32(sz.k)
     .u32(sz.N * sz.k).u32(vecX ? sz.C / 4 : sz.C);
