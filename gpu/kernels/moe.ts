@@ -105,6 +105,12 @@ export type MoeDesign = "texture" | "buffer";
 /** Activation codes of the `ACT` override (as `activation.ts`). */
 export const MOE_ACTIVATION = { relu: 0, gelu: 1 } as const;
 
+/**
+ * `ACT` code of no activation: the up kernel stores pre-activations (the
+ * training path keeps them for the backward; see `core/nn/moe_ffn_train.ts`).
+ */
+export const MOE_ACT_IDENTITY = 2;
+
 /** Sizes of one MoE FFN call. */
 export interface MoeSizes {
   /** Tokens. */
@@ -509,6 +515,7 @@ ${EXPERT_OF}
 
 // As activation.ts: tanh's argument is clamped (tanh(10) is 1 in f32).
 fn activate(v: vec4f) -> vec4f {
+  if (ACT == ${MOE_ACT_IDENTITY}u) { return v; }
   if (ACT == 0u) { return max(v, vec4f(0.0)); }
   return 0.5 * v * (1.0 + tanh(clamp(K0 * v * (1.0 + K1 * v * v), vec4f(-10.0), vec4f(10.0))));
 }
@@ -604,7 +611,8 @@ export interface MoeOperands {
 
 /**
  * Records act = activation(x[token of row] · W1[e]ᵀ + b1[e]) for every
- * grouped row (one dispatch); x is (N, C) f32.
+ * grouped row (one dispatch); x is (N, C) f32. "identity" stores the
+ * pre-activation (padding still zero).
  */
 export function moeUpKernel(
   g: Gpu,
@@ -616,7 +624,7 @@ export function moeUpKernel(
   dummy: GPUBuffer,
   sz: MoeSizes,
   pmax: number,
-  activation: keyof typeof MOE_ACTIVATION,
+  activation: keyof typeof MOE_ACTIVATION | "identity",
 ): void {
   const s = sz.dff / sz.E;
   const sp4 = ceilDiv(s, 4);
@@ -631,7 +639,10 @@ export function moeUpKernel(
       `moe.up_${design}_t${l.tn4}${vecX ? "_vx" : ""}`,
       () => upWgsl(design, l.tn4, vecX),
     ),
-    constants: { HAS_BIAS: b1 ? 1 : 0, ACT: MOE_ACTIVATION[activation] },
+    constants: {
+      HAS_BIAS: b1 ? 1 : 0,
+      ACT: activation === "identity" ? MOE_ACT_IDENTITY : MOE_ACTIVATION[activation],
+    },
     buffers: [x, plan.rows, ops.w1, b1 ?? dummy, plan.counts, plan.offsets, ops.act],
     params,
     workgroups: l.workgroups,
