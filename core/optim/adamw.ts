@@ -15,7 +15,7 @@
  * torch keeps one per parameter): it only differs from torch for parameters
  * that have no gradient on some steps, which training here never produces.
  */
-import { adamwKernel } from "../../gpu/kernels/adamw.ts";
+import { adamwKernel, type ExpertMask } from "../../gpu/kernels/adamw.ts";
 import { gpu } from "../../gpu/runtime.ts";
 import { ConfigError, fmtShape, ShapeError, TensorError } from "../errors.ts";
 import { keep } from "../scope.ts";
@@ -161,9 +161,11 @@ export class AdamW {
    * Records one update of every parameter that has a gradient, with
    * learning rate `lr` (default `this.lr`, which it then becomes) and each
    * gradient multiplied by `gradScale[0]` (a one-element f32 tensor on the
-   * GPU, such as `gradClip(...).factor`; default 1). Does not wait.
+   * GPU, such as `gradClip(...).factor`; default 1). `masks` marks MoE
+   * parameters whose experts that received no token this step must stay
+   * untouched (parameter and moments). Does not wait.
    */
-  step(lr?: number, gradScale?: Tensor): void {
+  step(lr?: number, gradScale?: Tensor, masks?: Map<Tensor, ExpertMask>): void {
     this.#live("step");
     if (lr !== undefined) {
       if (!(lr >= 0) || !Number.isFinite(lr)) {
@@ -206,7 +208,7 @@ export class AdamW {
         eps: this.eps,
         weightDecay: s.decay ? this.weightDecay : 0,
         step: this.#step,
-      });
+      }, masks?.get(s.param));
     }
   }
 

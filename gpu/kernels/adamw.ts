@@ -53,6 +53,40 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 `;
 }
 
+/**
+ * WGSL of AdamW with an expert mask, for sparse MoE steps: element i belongs
+ * to expert e = (i % p.modulo) / p.divisor, and is left untouched (p, m and
+ * v alike) when `counts[e]` is 0: that expert received no token this step.
+ */
+export const ADAMW_MASKED_WGSL = /* wgsl */ `
+struct P {
+  n: u32, nx: u32, decay: f32, stepSize: f32,
+  bc2Sqrt: f32, eps: f32, b1: f32, c1: f32,
+  b2: f32, c2: f32, modulo: u32, divisor: u32,
+}
+@group(0) @binding(0) var<storage, read> grad: array<f32>;
+@group(0) @binding(1) var<storage, read> gscale: array<f32>;
+@group(0) @binding(2) var<storage, read> counts: array<u32>;
+@group(0) @binding(3) var<storage, read_write> param: array<f32>;
+@group(0) @binding(4) var<storage, read_write> m1: array<f32>;
+@group(0) @binding(5) var<storage, read_write> m2: array<f32>;
+@group(1) @binding(0) var<uniform> p: P;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.y * p.nx * 256u + gid.x;
+  if (i >= p.n) { return; }
+  if (counts[(i % p.modulo) / p.divisor] == 0u) { return; }
+  let g = grad[i] * gscale[0];
+  let m = p.b1 * m1[i] + p.c1 * g;
+  let v = p.b2 * m2[i] + p.c2 * (g * g);
+  m1[i] = m;
+  m2[i] = v;
+  let decayed = param[i] * p.decay;
+  param[i] = decayed - p.stepSize * (m / (sqrt(v) / p.bc2Sqrt + p.eps));
+}
+`;
+
 /** WGSL of the scalar AdamW kernel. */
 export const ADAMW_WGSL = adamwWgsl("f32");
 /** WGSL of the vec4 AdamW kernel (n counted in vec4s). */
@@ -60,6 +94,17 @@ export const ADAMW4_WGSL = adamwWgsl("vec4f");
 
 const ADAMW = { name: "optim.adamw", code: ADAMW_WGSL };
 const ADAMW4 = { name: "optim.adamw4", code: ADAMW4_WGSL };
+const ADAMW_MASKED = { name: "optim.adamw_masked", code: ADAMW_MASKED_WGSL };
+
+/** Which expert each element of a parameter belongs to: e = (i % modulo) / divisor. */
+export interface ExpertMask {
+  /** (E) u32 tokens routed to each expert this step; 0 = leave its elements untouched. */
+  counts: GPUBuffer;
+  /** Period of the expert pattern in elements (the element count for row blocks). */
+  modulo: number;
+  /** Elements per expert within one period. */
+  divisor: number;
+}
 
 /** Scalars of one AdamW update (host values, folded in float64 before the f32 cast). */
 export interface AdamWStepArgs {
@@ -79,7 +124,8 @@ export interface AdamWStepArgs {
 
 /**
  * Records one AdamW update of n elements: p, m and v in place, grad scaled
- * by `gscale[0]` (a one-element f32 buffer: the clip factor, or 1).
+ * by `gscale[0]` (a one-element f32 buffer: the clip factor, or 1). With a
+ * `mask`, elements of experts that received no token are left untouched.
  */
 export function adamwKernel(
   g: Gpu,
@@ -90,11 +136,25 @@ export function adamwKernel(
   gscale: GPUBuffer,
   n: number,
   a: AdamWStepArgs,
+  mask?: ExpertMask,
 ): void {
   if (n === 0) return;
   if (!(a.step >= 1)) throw new RangeError(`adamwKernel(): step must be >= 1, got ${a.step}`);
   const bc1 = 1 - a.beta1 ** a.step;
   const bc2 = 1 - a.beta2 ** a.step;
+  if (mask) {
+    const [nx, ny] = grid1d(ceilDiv(n, 256));
+    g.recorder.dispatch({
+      kernel: ADAMW_MASKED,
+      buffers: [grad, gscale, mask.counts, param, m, v],
+      params: new Params()
+        .u32(n).u32(nx).f32(1 - a.lr * a.weightDecay).f32(a.lr / bc1)
+        .f32(Math.sqrt(bc2)).f32(a.eps).f32(a.beta1).f32(1 - a.beta1)
+        .f32(a.beta2).f32(1 - a.beta2).u32(mask.modulo).u32(mask.divisor),
+      workgroups: [nx, ny],
+    });
+    return;
+  }
   const vec = n % 4 === 0;
   const lanes = vec ? n / 4 : n;
   const [nx, ny] = grid1d(ceilDiv(lanes, 256));

@@ -312,3 +312,56 @@ Deno.test("AdamW rejects bad parameters, options, gradients and state", () => {
     assert.throws(() => opt.step(), /disposed/);
   });
 });
+
+Deno.test("AdamW.step() with an expert mask leaves experts without tokens untouched", async () => {
+  // c_fc-like [d_ff = 8, C = 3] with E = 4 experts of 2 rows, and c_proj-like [3, 8] by columns.
+  const E = 4, s = 2, C = 3, F = 8;
+  const counts = tensor([5, 0, 2, 0], [E], { dtype: "u32" });
+  const fc = tensor(randn(F * C, 21), [F, C], { requiresGrad: true, name: "fc" });
+  const proj = tensor(randn(C * F, 22), [C, F], { requiresGrad: true, name: "proj" });
+  const before = await readAll([fc, proj]);
+  const opt = new AdamW([fc, proj], { lr: 0.1, weightDecay: 0.1 });
+  const ref = new AdamW([
+    tensor(before[0], [F, C], { requiresGrad: true, name: "fc" }),
+    tensor(before[1], [C, F], { requiresGrad: true, name: "proj" }),
+  ], { lr: 0.1, weightDecay: 0.1 });
+  for (let step = 0; step < 3; step++) {
+    const gFc = randn(F * C, 30 + step);
+    const gProj = randn(C * F, 40 + step);
+    fc.grad = tensor(gFc, [F, C]);
+    proj.grad = tensor(gProj, [C, F]);
+    ref.params[0].grad = tensor(gFc, [F, C]);
+    ref.params[1].grad = tensor(gProj, [C, F]);
+    opt.step(
+      undefined,
+      undefined,
+      new Map([
+        [fc, { counts: counts.buffer, modulo: F * C, divisor: s * C }],
+        [proj, { counts: counts.buffer, modulo: F, divisor: s }],
+      ]),
+    );
+    ref.step();
+    opt.zeroGrad();
+    ref.zeroGrad();
+  }
+  const [pf, pp, rf, rp, mf] = await readAll([
+    fc,
+    proj,
+    ...ref.params,
+    opt.moments(fc).m,
+  ]);
+  for (let i = 0; i < F * C; i++) {
+    const e = Math.floor(i / (s * C));
+    if (e === 1 || e === 3) {
+      assert.equal(pf[i], before[0][i], `fc[${i}] of an idle expert changed`);
+      assert.equal(mf[i], 0, `moment of an idle expert changed`);
+    } else assert.equal(pf[i], rf[i], `fc[${i}] of an active expert`);
+  }
+  for (let i = 0; i < C * F; i++) {
+    const e = Math.floor((i % F) / s);
+    assert.equal(pp[i], e === 1 || e === 3 ? before[1][i] : rp[i], `proj[${i}]`);
+  }
+  opt.dispose();
+  ref.dispose();
+  for (const t of [counts, fc, proj, ...ref.params]) t.release();
+});
