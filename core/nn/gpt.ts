@@ -18,10 +18,12 @@ import { fractionPositive } from "../ops/reduce.ts";
 import { fmtShape, ShapeError } from "../errors.ts";
 import type { Rng } from "../rng.ts";
 import { keep } from "../scope.ts";
+import { isGradEnabled } from "../tape.ts";
 import { full, type Tensor, tensor } from "../tensor.ts";
 import { type GPTConfig, paramShapes, validateConfig } from "./config.ts";
 import type { MoeLayout } from "./moe_layout.ts";
 import { moeFfn } from "./moe_ffn.ts";
+import { moeFfnTrain } from "./moe_ffn_train.ts";
 
 /** What `forward` returns: logits always, the loss when targets were given. */
 export interface GPTOutput {
@@ -47,6 +49,8 @@ export interface ForwardOptions {
   topK?: number;
   /** Called with every layer's FFN activations and input (dense layers only). */
   probe?: FfnProbe;
+  /** Sparse layers in training: called with each layer's tokens per expert, (E) u32. */
+  onExpertCounts?: (layer: number, counts: Tensor) => void;
 }
 
 /** The GPT of SPEC 4 with its parameters on the GPU. */
@@ -55,8 +59,11 @@ export class GPT {
   readonly config: GPTConfig;
   /** Parameters by nanoGPT name, in `paramShapes` order. */
   readonly params: Map<string, Tensor>;
-  /** MoE layout when the FFNs are MoE-fied (routers in `params`), else null. */
-  readonly moe: MoeLayout | null;
+  /**
+   * MoE layout when the FFNs are MoE-fied (routers in `params`), else null.
+   * SSD training re-permutes the experts in place and updates it.
+   */
+  moe: MoeLayout | null;
   #positions = new Map<number, Tensor>();
   // LayerNorm without bias (bias: false) adds this constant zero vector.
   #zeroBias: Tensor | null = null;
@@ -79,15 +86,20 @@ export class GPT {
     this.params = params;
   }
 
-  /** GPT-2 initialisation from a seeded RNG (same seed, same weights). */
-  static init(config: GPTConfig, rng: Rng): GPT {
+  /**
+   * GPT-2 initialisation from a seeded RNG (same seed, same weights). With
+   * `moe`, the model also gets that MoE layout and zero routers (for SSD
+   * training: the experts are formed, and the routers built, at the first
+   * switch to sparse). Weights do not depend on `moe`.
+   */
+  static init(config: GPTConfig, rng: Rng, moe: MoeLayout | null = null): GPT {
     validateConfig(config);
     const residualStd = 0.02 / Math.sqrt(2 * config.n_layer);
     const params = new Map<string, Tensor>();
-    for (const [name, shape] of paramShapes(config)) {
+    for (const [name, shape] of paramShapes(config, moe?.experts)) {
       const n = shape.reduce((a, b) => a * b, 1);
       let t: Tensor;
-      if (name.endsWith(".bias")) t = full(shape, 0);
+      if (name.endsWith(".bias") || name.endsWith("router.weight")) t = full(shape, 0);
       else if (/ln_\d\.weight$|ln_f\.weight$/.test(name)) t = full(shape, 1);
       else {
         const std = name.endsWith("c_proj.weight") ? residualStd : 0.02;
@@ -96,7 +108,7 @@ export class GPT {
       t.name = name;
       params.set(name, keep(t));
     }
-    return new GPT(config, params);
+    return new GPT(config, params, moe);
   }
 
   /** Parameter by name (throws on an unknown name). */
@@ -132,7 +144,7 @@ export class GPT {
    * `probe` receives the dense FFN's activations (B, T, d_ff) and its input
    * (B, T, C), e.g. to measure sparsity or fit a router.
    */
-  block(x: Tensor, i: number, probe?: FfnProbe, topK?: number): Tensor {
+  block(x: Tensor, i: number, probe?: FfnProbe, topK?: number, opts: ForwardOptions = {}): Tensor {
     const h = `transformer.h.${i}.`;
     const c = this.config;
     const a = layerNorm(x, this.p(h + "ln_1.weight"), this.#lnb(h + "ln_1.bias"));
@@ -141,7 +153,7 @@ export class GPT {
     x = add(x, linear(y, this.p(h + "attn.c_proj.weight"), this.#b(h + "attn.c_proj.bias")));
     const m = layerNorm(x, this.p(h + "ln_2.weight"), this.#lnb(h + "ln_2.bias"));
     if (this.moe && topK !== undefined && topK < this.moe.experts) {
-      return add(x, this.#sparseFfn(m, i, topK));
+      return add(x, this.#sparseFfn(m, i, topK, opts.onExpertCounts));
     }
     const pre = linear(m, this.p(h + "mlp.c_fc.weight"), this.#b(h + "mlp.c_fc.bias")); // (B, T, d_ff)
     const act = c.activation === "gelu" ? gelu(pre) : relu(pre);
@@ -149,22 +161,33 @@ export class GPT {
     return add(x, linear(act, this.p(h + "mlp.c_proj.weight"), this.#b(h + "mlp.c_proj.bias")));
   }
 
-  /** The FFN computing only each token's top-k experts (SPEC 4's MoE view). */
-  #sparseFfn(m: Tensor, i: number, topK: number): Tensor {
+  /**
+   * The FFN computing only each token's top-k experts (SPEC 4's MoE view):
+   * the training op (with a backward) when gradients are recorded, else the
+   * inference path.
+   */
+  #sparseFfn(
+    m: Tensor,
+    i: number,
+    topK: number,
+    onCounts?: (layer: number, counts: Tensor) => void,
+  ): Tensor {
     const h = `transformer.h.${i}.mlp.`;
-    return moeFfn(
-      m,
-      {
-        fcW: this.p(h + "c_fc.weight"),
-        fcB: this.#b(h + "c_fc.bias"),
-        projW: this.p(h + "c_proj.weight"),
-        projB: this.#b(h + "c_proj.bias"),
-        router: this.p(h + "router.weight"),
-      },
-      this.moe!.experts,
-      topK,
-      this.config.activation,
-    );
+    const w = {
+      fcW: this.p(h + "c_fc.weight"),
+      fcB: this.#b(h + "c_fc.bias"),
+      projW: this.p(h + "c_proj.weight"),
+      projB: this.#b(h + "c_proj.bias"),
+      router: this.p(h + "router.weight"),
+    };
+    const E = this.moe!.experts;
+    if (!isGradEnabled()) return moeFfn(m, w, E, topK, this.config.activation);
+    // The forward weighs experts by 1 and so does not depend on the router:
+    // h's gradient is the masked FFN's; the router learns straight-through.
+    return moeFfnTrain(m, w, E, topK, this.config.activation, {
+      routerInputGrad: false,
+      onCounts: onCounts && ((c) => onCounts(i, c)),
+    });
   }
 
   /** Logits for tokens (B, T) u32, and the loss when targets (B, T) are given. */
@@ -187,7 +210,7 @@ export class GPT {
         opts.probe?.(a, m, i);
       }
       : undefined;
-    for (let i = 0; i < c.n_layer; i++) x = this.block(x, i, probe, opts.topK);
+    for (let i = 0; i < c.n_layer; i++) x = this.block(x, i, probe, opts.topK, opts);
     x = layerNorm(x, this.p("transformer.ln_f.weight"), this.#lnb("transformer.ln_f.bias"));
     const logits = linear(x, this.p("transformer.wte.weight"), null); // (B, T, V), tied
     const loss = targets ? crossEntropy(logits, targets) : null;

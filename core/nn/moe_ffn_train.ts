@@ -86,6 +86,24 @@ import { type MoeActivation, moeRoute, type MoeWeights, releaseRouting } from ".
 
 const OP = "moeFfnTrain";
 
+/** Options of `moeFfnTrain`. */
+export interface MoeFfnTrainOptions {
+  /**
+   * Add the router's straight-through term dS · router to h's gradient
+   * (default true: the scores are h · routerᵀ). With false, the router
+   * learns but h's gradient is the masked FFN's alone, which at k = E is
+   * exactly the dense FFN's (the real forward does not depend on the
+   * scores there).
+   */
+  routerInputGrad?: boolean;
+  /**
+   * Receives a copy of the tokens routed to each expert, (E) u32, owned by
+   * the caller (in its scope): e.g. for AdamW's expert mask, which must leave
+   * experts that received no token untouched.
+   */
+  onCounts?: (counts: Tensor) => void;
+}
+
 function check(h: Tensor, w: MoeWeights, E: number, k: number, activation: string): void {
   const ts = [h, w.fcW, w.projW, w.router, ...[w.fcB, w.projB].filter((b) => b !== null)];
   for (const t of ts) {
@@ -145,6 +163,7 @@ function check(h: Tensor, w: MoeWeights, E: number, k: number, activation: strin
  * @param E experts (divides d_ff, matches the router's rows)
  * @param k experts per token, 1 ≤ k ≤ E
  * @param activation "relu" (default) or "gelu"
+ * @param opts `routerInputGrad` (default true): see `MoeFfnTrainOptions`
  * @returns the FFN output, h's shape
  *
  * @example
@@ -161,7 +180,9 @@ export function moeFfnTrain(
   E: number,
   k: number,
   activation: MoeActivation = "relu",
+  opts: MoeFfnTrainOptions = {},
 ): Tensor {
+  const routerInputGrad = opts.routerInputGrad ?? true;
   const bias = [w.fcB, w.projB].filter((b): b is Tensor => b !== null);
   const inputs = [h, w.fcW, w.projW, w.router, ...bias];
   assertLive(OP, ...inputs);
@@ -176,6 +197,11 @@ export function moeFfnTrain(
   const C4 = ceilDiv(C, 4);
 
   const route = moeRoute(h, w.router, k);
+  if (opts.onCounts) {
+    const counts = empty([E], "u32");
+    g.recorder.copy(route.counts.buffer, 0, counts.buffer, 0, E * 4);
+    opts.onCounts(counts);
+  }
   const pmax = route.pmax;
   const plan = {
     counts: route.counts.buffer,
@@ -288,7 +314,7 @@ export function moeFfnTrain(
         moeCombineKernel(g, "buffer", dh.buffer, dXr, plan.pos, null, dummy, sz, folds.y);
       }
     }
-    if (nh || nRouter) {
+    if ((nh && routerInputGrad) || nRouter) {
       const dS = temp(N * E * 4, "moe_train.ds"); // (N, E)
       moeRouterGradKernel(
         g,
@@ -302,7 +328,7 @@ export function moeFfnTrain(
         C4 * 4,
       );
       const config = matmulConfig(g, N * E * C);
-      if (nh) {
+      if (nh && routerInputGrad) {
         matmulKernel(g, dh!.buffer, dS, w.router.buffer, null, {
           m: N,
           k: E,

@@ -1,0 +1,139 @@
+/**
+ * Training-step FFN time, dense vs sparse MoE (not a test):
+ * `deno run -A tests/bench/moe_train_bench.ts [--reps R] [--tokens 512,4096]
+ * [--topk 4,8,16] [--json]`.
+ *
+ * Shape: C = 128, d_ff = 512, E = 16 (s = 32), random weights, inputs and
+ * output gradient (random router: expert loads roughly balanced). One call =
+ * forward + backward with gradients for h and every FFN tensor: dense is
+ * `linear → relu → linear` through the tape (autotuned matmul), MoE is
+ * `moeFfnTrain` (router gradient included). Each figure records many calls
+ * in one submit and waits once: ms per call, best of `--reps` batches, with
+ * the range.
+ */
+import { moeFfnFlops } from "../../core/nn/moe_ffn.ts";
+import { moeFfnTrain } from "../../core/nn/moe_ffn_train.ts";
+import { relu } from "../../core/ops/activation.ts";
+import { linear } from "../../core/ops/matmul.ts";
+import { Rng } from "../../core/rng.ts";
+import { tidy } from "../../core/scope.ts";
+import { backward } from "../../core/tape.ts";
+import { type Tensor, tensor } from "../../core/tensor.ts";
+import { matmulChoice } from "../../gpu/autotune.ts";
+import { configName } from "../../gpu/kernels/matmul.ts";
+import { initGpu } from "../../gpu/runtime.ts";
+
+const C = 128;
+const DFF = 512;
+const E = 16;
+const BATCH_MS = 600;
+
+function flag(name: string): string | undefined {
+  const i = Deno.args.indexOf(name);
+  return i >= 0 ? Deno.args[i + 1] : undefined;
+}
+const list = (s: string) => s.split(",").map(Number);
+const asJson = Deno.args.includes("--json");
+const reps = Number(flag("--reps") ?? 3);
+const tokens = list(flag("--tokens") ?? "512,4096");
+const topks = list(flag("--topk") ?? "4,8,16");
+
+const g = await initGpu();
+const log = (s: string) => asJson ? console.error(s) : console.log(s);
+log(`adapter: ${g.dev.summary.name}; dense matmul: ${configName(matmulChoice(g).config)}`);
+
+const rng = new Rng(7);
+const param = (n: number, shape: number[], std: number) =>
+  tensor(rng.normalArray(n, std), shape, { requiresGrad: true });
+const w = {
+  fcW: param(DFF * C, [DFF, C], 0.05),
+  fcB: param(DFF, [DFF], 0.02),
+  projW: param(C * DFF, [C, DFF], 0.05),
+  projB: param(C, [C], 0.02),
+  router: param(E * C, [E, C], 1),
+};
+
+/** One training-step FFN: forward, backward with seed G, then drop the gradients. */
+function step(h: Tensor, G: Tensor, fwd: () => Tensor): void {
+  backward(fwd(), G);
+  for (const t of [h, w.fcW, w.fcB, w.projW, w.projB, w.router]) {
+    t.grad?.release();
+    t.grad = null;
+  }
+}
+
+async function batch(call: () => void, n: number): Promise<number> {
+  const t0 = performance.now();
+  tidy(() => {
+    for (let i = 0; i < n; i++) call();
+  });
+  await g.recorder.sync();
+  return (performance.now() - t0) / n;
+}
+
+interface Row {
+  tokens: number;
+  mode: string;
+  k: number | null;
+  ms: number;
+  range: [number, number];
+  gflop: number;
+  speedup: number;
+}
+const rows: Row[] = [];
+const r2 = (x: number) => Math.round(x * 100) / 100;
+
+log(`\nFFN forward+backward, C ${C}, d_ff ${DFF}, E ${E}: ms per call, best of ${reps} [range]`);
+log(["tokens", "mode", "k", "ms", "range", "GFLOP", "vs dense"].map((s) => s.padEnd(12)).join(""));
+for (const N of tokens) {
+  const h = tensor(rng.normalArray(N * C, 1), [N, C], { requiresGrad: true });
+  const G = tensor(rng.normalArray(N * C, 1), [N, C]);
+  const configs: { mode: string; k: number | null; flops: number; call: () => void }[] = [{
+    mode: "dense",
+    k: null,
+    flops: 3 * 4 * N * C * DFF,
+    call: () => step(h, G, () => linear(relu(linear(h, w.fcW, w.fcB)), w.projW, w.projB)),
+  }];
+  for (const k of topks) {
+    configs.push({
+      mode: "moe",
+      k,
+      // forward, plus twice the expert FLOPs and the router's twice in backward
+      flops: 3 * moeFfnFlops(N, C, DFF, E, k),
+      call: () => step(h, G, () => moeFfnTrain(h, w, E, k, "relu")),
+    });
+  }
+  const iters: number[] = [];
+  for (const c of configs) {
+    await batch(c.call, 1);
+    iters.push(Math.max(2, Math.min(32, Math.round(BATCH_MS / await batch(c.call, 1)))));
+  }
+  const ms: number[][] = configs.map(() => []);
+  for (let r = 0; r < reps; r++) {
+    for (let i = 0; i < configs.length; i++) ms[i].push(await batch(configs[i].call, iters[i]));
+  }
+  const dense = Math.min(...ms[0]);
+  configs.forEach((c, i) => {
+    const best = Math.min(...ms[i]);
+    const row: Row = {
+      tokens: N,
+      mode: c.mode,
+      k: c.k,
+      ms: r2(best),
+      range: [r2(best), r2(Math.max(...ms[i]))],
+      gflop: r2(c.flops / 1e9),
+      speedup: r2(dense / best),
+    };
+    rows.push(row);
+    log(
+      [N, c.mode, c.k ?? "-", row.ms, `${row.range[0]}-${row.range[1]}`, row.gflop]
+        .map((s) => String(s).padEnd(12)).join("") + `${row.speedup}x`,
+    );
+  });
+  h.release();
+  G.release();
+}
+
+if (asJson) {
+  console.log(JSON.stringify({ adapter: g.dev.summary.name, C, d_ff: DFF, E, reps, rows }));
+}
