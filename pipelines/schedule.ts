@@ -464,7 +464,7 @@ export interface FfnShape {
  * Sparse: each token runs k of E experts, so the same × k/E, plus the
  * router's scores (tokens × d × E per layer, forward and backward):
  * 3 × 2 × tokens · d · E · n_layer. The top-k choice and the softmax are
- * O(tokens · E) and not counted. Matches train.ts's `ffnFlopsPerStep` for dense.
+ * O(tokens · E) and not counted. This is the `ffn_flops` of metrics.jsonl.
  */
 export function ffnFlops(shape: FfnShape & { phase: Phase }): number {
   const { tokens, d_model: d, d_ff, n_layer: L, experts: E, top_k: k } = shape;

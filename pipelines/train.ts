@@ -20,13 +20,28 @@ import { gradClip } from "../core/optim/clip.ts";
 import { Rng } from "../core/rng.ts";
 import { tidyAsync } from "../core/scope.ts";
 import { backward } from "../core/tape.ts";
-import { readAll, tensor } from "../core/tensor.ts";
+import { readAll, type Tensor, tensor } from "../core/tensor.ts";
 import { autotuneMatmul } from "../gpu/autotune.ts";
 import { initGpu } from "../gpu/runtime.ts";
 import { type EvalResult, evaluateTokens } from "./evaluate.ts";
 import { join } from "node:path";
 import { modelConfigOf, type TrainConfig } from "./train_config.ts";
 import { kernelFamilyShares, type ProfileShares } from "./profile_step.ts";
+import {
+  type AccountingState,
+  type AccountingSummary,
+  type FfnShape,
+  type MonitorState,
+  PartitionMonitor,
+  RunAccounting,
+  type ScheduleConfig,
+  type ScheduleKind,
+  type ScheduleState,
+  SsdSchedule,
+  type SwitchEvent,
+} from "./schedule.ts";
+import { applyPartition, identityLayout, originalFcRows } from "./ssd_switch.ts";
+import type { ExpertMask } from "../gpu/kernels/adamw.ts";
 
 /** One line of metrics.jsonl (SPEC 7 keys). */
 export interface StepMetrics {
@@ -40,8 +55,12 @@ export interface StepMetrics {
   ms_per_step: number;
   ffn_flops: number;
   ffn_flops_dense: number;
-  /** Per FFN layer, the fraction of activations > 0 on this step's batch. */
-  act_ratio: number[];
+  /** Per FFN layer, the fraction of activations > 0 on this step's batch (dense steps). */
+  act_ratio?: number[];
+  /** Partition similarity (mean ARI over layers) when the monitor ran before this step. */
+  similarity?: number | null;
+  /** Sparse steps: per layer, the tokens routed to each expert. */
+  expert_load?: number[][];
 }
 
 /** Callbacks for progress display; all optional. */
@@ -92,6 +111,12 @@ export interface TrainSummary {
   interrupted: boolean;
   /** Share of step time per kernel family, with `profile`. */
   profile: ProfileShares | null;
+  /** FFN FLOPs spent vs dense, steps and wall time per phase. */
+  accounting: AccountingSummary;
+  /** Switch events of the whole run. */
+  switches: SwitchEvent[];
+  /** Final validation loss as an MoE at the trained top-k (null for --schedule dense). */
+  val_moe: (EvalResult & { k: number }) | null;
 }
 
 /** Training state saved as `ssd.train`. */
@@ -99,18 +124,16 @@ interface TrainState {
   step: number;
   tokens_seen: number;
   phase: "dense" | "sparse";
-  phase_history: unknown[];
+  phase_history: SwitchEvent[];
+  schedule: ScheduleState;
+  accounting: AccountingState;
+  monitor: MonitorState;
   sampler: SamplerState;
   lr_schedule: LrSchedule;
   optimizer_step: number;
   tokenizer: string;
   data_source: string;
   config: TrainConfig;
-}
-
-/** FFN FLOPs of one dense training step: 2 matmuls, 2 FLOPs per MAC, backward twice forward. */
-export function ffnFlopsPerStep(c: TrainConfig): number {
-  return 3 * 2 * 2 * c.batch_size * c.ctx * c.d_model * c.d_ff * c.n_layer;
 }
 
 /** Finds the checkpoint to resume from: a file, or the newest checkpoint in a run folder. */
@@ -188,6 +211,22 @@ export async function runTrain(
     warmup: Math.min(config.warmup, config.steps),
     total: config.steps,
   };
+  const sched0 = scheduleConfigOf(config);
+  const ffnShape: FfnShape = {
+    tokens: config.batch_size * config.ctx,
+    d_model: config.d_model,
+    d_ff: config.d_ff,
+    n_layer: config.n_layer,
+    experts: sched0.experts,
+    top_k: sched0.top_k ?? Math.max(1, Math.floor(sched0.experts / 4)),
+  };
+  let plan = new SsdSchedule(sched0, { steps: config.steps, d_ff: config.d_ff });
+  let accounting = new RunAccounting(ffnShape);
+  let monitor = new PartitionMonitor({
+    experts: sched0.experts,
+    fresh_margin: config.fresh_margin,
+    seed: config.seed,
+  });
   let model: GPT;
   let sampler: BatchSampler;
   let step = 0;
@@ -202,6 +241,11 @@ export async function runTrain(
     }
     model = loaded.model;
     step = st.step;
+    if (st.schedule) {
+      plan = SsdSchedule.fromState(st.schedule);
+      accounting = new RunAccounting(ffnShape, st.accounting);
+      monitor = new PartitionMonitor(monitor.options, st.monitor);
+    }
     tokensSeen = st.tokens_seen;
     sampler = BatchSampler.fromState(
       data.train,
@@ -213,7 +257,10 @@ export async function runTrain(
     for (const t of Object.values(loaded.moments!)) t.release();
     hooks.log?.(`resumed from ${resumePath} at step ${step}`);
   } else {
-    model = GPT.init(modelConfig, new Rng(config.seed));
+    const moe = config.schedule === "dense"
+      ? null
+      : identityLayout(modelConfig, ffnShape.experts, ffnShape.top_k);
+    model = GPT.init(modelConfig, new Rng(config.seed), moe);
     sampler = new BatchSampler(data.train, {
       batch: config.batch_size,
       ctx: config.ctx,
@@ -234,14 +281,16 @@ export async function runTrain(
   const params = [...model.params.values()];
   const B = config.batch_size;
   const T = config.ctx;
-  const flops = ffnFlopsPerStep(config);
   const evalTokens = data.val.subarray(0, Math.min(data.val.length, config.eval_tokens + 1));
   const checkpoints: string[] = [];
   const trainState = (): TrainState => ({
     step,
     tokens_seen: tokensSeen,
-    phase: "dense",
-    phase_history: [],
+    phase: plan.phase,
+    phase_history: [...plan.history],
+    schedule: plan.state(),
+    accounting: accounting.state(),
+    monitor: monitor.state(),
     sampler: sampler.state(),
     lr_schedule: schedule,
     optimizer_step: optimizer.stepCount,
@@ -270,21 +319,58 @@ export async function runTrain(
         interrupted = true;
         break;
       }
+      // The schedule: a stability check when due, then this step's phase and switches.
+      let similarity: number | null | undefined;
+      if (plan.needsMonitor(step)) {
+        const tm = performance.now();
+        similarity = (await monitor.check(await originalFcRows(model), config.d_ff, config.d_model))
+          .similarity;
+        accounting.addOverhead("monitor", performance.now() - tm);
+      }
+      const next = plan.next(step, similarity);
+      for (const ev of next.events) {
+        if (ev.to === "sparse") {
+          const tm = performance.now();
+          // The static baseline switches without a check: partition now.
+          if (!monitor.labels) {
+            await monitor.check(await originalFcRows(model), config.d_ff, config.d_model);
+          }
+          await applyPartition(model, optimizer, [...monitor.labels!]);
+          accounting.addOverhead("moefy", performance.now() - tm);
+        }
+        pending.push(JSON.stringify(ev));
+        hooks.log?.(
+          `step ${ev.step}: ${ev.from} -> ${ev.to}` +
+            (ev.similarity === null ? "" : ` (similarity ${ev.similarity.toFixed(3)})`),
+        );
+      }
+      const phase = next.phase;
       const lr = lrAt(step, schedule);
       const batch = sampler.next();
       const profiling = profileSteps.has(step) && g.recorder.setProfiling(true);
       const ts = performance.now();
-      const { loss, norm, actRatio } = await tidyAsync(async () => {
+      const { loss, norm, actRatio, load } = await tidyAsync(async () => {
         const x = tensor(batch.x, [B, T], { dtype: "u32" });
         const y = tensor(batch.y, [B, T], { dtype: "u32" });
-        const out = model.forward(x, y, { actRatio: true });
+        const counts: Tensor[] = [];
+        const out = model.forward(x, y, {
+          actRatio: phase === "dense",
+          topK: phase === "sparse" ? ffnShape.top_k : undefined,
+          onExpertCounts: (l, c) => (counts[l] = c),
+        });
         backward(out.loss!);
         const clip = gradClip(params, config.grad_clip > 0 ? config.grad_clip : Infinity);
-        optimizer.step(lr, clip.factor);
+        optimizer.step(lr, clip.factor, expertMasks(model, counts));
         optimizer.zeroGrad();
-        // The step's one host wait: loss, gradient norm and activation ratios together.
-        const [l, n, ...ratios] = await readAll([out.loss!, clip.norm, ...out.actRatio]);
-        return { loss: l[0], norm: n[0], actRatio: ratios.map((r) => r[0]) };
+        // The step's one host wait: loss, gradient norm, activation ratios and expert loads.
+        const r = out.actRatio.length;
+        const [l, n, ...rest] = await readAll([out.loss!, clip.norm, ...out.actRatio, ...counts]);
+        return {
+          loss: l[0],
+          norm: n[0],
+          actRatio: rest.slice(0, r).map((v) => v[0]),
+          load: rest.slice(r).map((v) => Array.from(v)),
+        };
       });
       const ms = performance.now() - ts;
       stepMs += ms;
@@ -302,16 +388,17 @@ export async function runTrain(
       lastLoss = loss;
       const m: StepMetrics = {
         step,
-        phase: "dense",
+        phase,
         loss,
         lr,
         grad_norm: norm,
         tokens_per_s: (B * T) / (ms / 1000),
         ms_per_step: ms,
-        ffn_flops: flops,
-        ffn_flops_dense: flops,
-        act_ratio: actRatio,
+        ...accounting.addStep(phase, ms),
       };
+      if (phase === "dense") m.act_ratio = actRatio;
+      if (similarity !== undefined) m.similarity = similarity;
+      if (phase === "sparse") m.expert_load = load;
       const evalNow = config.eval_every > 0 && step % config.eval_every === 0 &&
         step < config.steps;
       if (evalNow) {
@@ -335,14 +422,27 @@ export async function runTrain(
     pending = [];
     const wall = (performance.now() - t0) / 1000;
     let val: EvalResult | null = null;
+    let valMoe: (EvalResult & { k: number }) | null = null;
     if (interrupted) {
       if (step > startStep) await save(`ckpt-${step}.safetensors`);
     } else {
       val = await evaluateTokens(model, data.val, config.eval_batch);
       hooks.onEval?.(step, val);
-      await writeMetrics(metricsPath, [
-        JSON.stringify({ step, phase: "dense", val_loss: val.nll, val_bpb: val.bpb, final: true }),
-      ], true);
+      const final: Record<string, unknown> = {
+        step,
+        phase: plan.phase,
+        val_loss: val.nll,
+        val_bpb: val.bpb,
+        final: true,
+      };
+      // Experts are formed at a switch to sparse: only then is the MoE view meaningful.
+      if (model.moe && plan.history.some((e) => e.to === "sparse")) {
+        const k = ffnShape.top_k;
+        valMoe = { k, ...(await evaluateTokens(model, data.val, config.eval_batch, k)) };
+        final.val_loss_moe = valMoe.nll;
+        final.top_k = k;
+      }
+      await writeMetrics(metricsPath, [JSON.stringify(final)], true);
       await save("final.safetensors");
     }
     const ran = step - startStep;
@@ -359,11 +459,54 @@ export async function runTrain(
       checkpoints,
       interrupted,
       profile,
+      accounting: accounting.summary(),
+      switches: [...plan.history],
+      val_moe: valMoe,
     };
   } finally {
     optimizer.dispose();
     model.release();
   }
+}
+
+/** The schedule part of a train config. */
+export function scheduleConfigOf(c: TrainConfig): ScheduleConfig {
+  return {
+    schedule: c.schedule as ScheduleKind,
+    monitor_every: c.monitor_every,
+    stable_threshold: c.stable_threshold,
+    patience: c.patience,
+    sparse_steps: c.sparse_steps,
+    final_dense: c.final_dense,
+    sparse_from: c.sparse_from,
+    experts: c.experts,
+    top_k: c.top_k,
+    fresh_margin: c.fresh_margin,
+  };
+}
+
+/**
+ * AdamW masks of a sparse step: in each MoE layer, the elements of experts
+ * that received no token (c_fc rows, c_fc.bias entries, c_proj columns,
+ * router rows) keep their weights and moments.
+ */
+function expertMasks(model: GPT, counts: Tensor[]): Map<Tensor, ExpertMask> | undefined {
+  if (!model.moe || counts.length === 0) return undefined;
+  const { d_ff: F, d_model: C } = model.config;
+  const s = F / model.moe.experts;
+  const masks = new Map<Tensor, ExpertMask>();
+  counts.forEach((c, l) => {
+    const h = `transformer.h.${l}.mlp.`;
+    const set = (name: string, modulo: number, divisor: number) => {
+      const p = model.params.get(h + name);
+      if (p) masks.set(p, { counts: c.buffer, modulo, divisor });
+    };
+    set("c_fc.weight", F * C, s * C);
+    set("c_fc.bias", F, s);
+    set("c_proj.weight", F, s);
+    set("router.weight", model.moe!.experts * C, C);
+  });
+  return masks;
 }
 
 function makeOptimizer(model: GPT, c: TrainConfig): AdamW {

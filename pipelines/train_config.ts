@@ -62,6 +62,26 @@ export interface TrainConfig extends FlatConfig {
   data: string | null;
   /** Validation text; null = the held-out split of `data`. */
   val: string | null;
+  /** Training schedule (SPEC 6): dense, sparse (static MoE from sparse_from) or ssd (switching). */
+  schedule: string;
+  /** Experts per FFN layer in sparse phases (divides d_ff). */
+  experts: number;
+  /** Experts per token in sparse phases; null = experts / 4. */
+  top_k: number | null;
+  /** Dense phase: steps between partition-stability checks. */
+  monitor_every: number;
+  /** Partition similarity (ARI) at or above which a check counts as stable. */
+  stable_threshold: number;
+  /** Stable checks in a row that switch to sparse. */
+  patience: number;
+  /** Steps of one sparse phase. */
+  sparse_steps: number;
+  /** Last steps that are always dense; null = 10% of the run. */
+  final_dense: number | null;
+  /** `--schedule sparse`: step of the one switch to sparse; null = 10% of the run. */
+  sparse_from: number | null;
+  /** A fresh k-means start replaces the warm one only when better by this share of inertia. */
+  fresh_margin: number;
 }
 
 /** Training defaults: the config `deno task train` runs with no flags. */
@@ -86,6 +106,16 @@ export const DEFAULT_TRAIN_CONFIG: Readonly<TrainConfig> = Object.freeze({
   out: "runs/train",
   data: null,
   val: null,
+  schedule: "dense",
+  experts: 16,
+  top_k: null,
+  monitor_every: 100,
+  stable_threshold: 0.9,
+  patience: 2,
+  sparse_steps: 500,
+  final_dense: null,
+  sparse_from: null,
+  fresh_margin: 0.01,
 });
 
 /** Overrides each preset applies on top of the defaults. */
@@ -108,6 +138,9 @@ const TYPES: Partial<Record<keyof TrainConfig, string>> = {
   tokens: "number",
   data: "string",
   val: "string",
+  top_k: "number",
+  final_dense: "number",
+  sparse_from: "number",
 };
 
 /** The model part of a train config. */

@@ -51,6 +51,8 @@ export interface ForwardOptions {
   probe?: FfnProbe;
   /** Sparse layers in training: called with each layer's tokens per expert, (E) u32. */
   onExpertCounts?: (layer: number, counts: Tensor) => void;
+  /** Run the MoE path even at topK = E (it equals the dense path: for checks). */
+  forceSparse?: boolean;
 }
 
 /** The GPT of SPEC 4 with its parameters on the GPU. */
@@ -152,7 +154,7 @@ export class GPT {
     const y = attention(qkv, c.n_head); // (B, T, C)
     x = add(x, linear(y, this.p(h + "attn.c_proj.weight"), this.#b(h + "attn.c_proj.bias")));
     const m = layerNorm(x, this.p(h + "ln_2.weight"), this.#lnb(h + "ln_2.bias"));
-    if (this.moe && topK !== undefined && topK < this.moe.experts) {
+    if (this.moe && topK !== undefined && (topK < this.moe.experts || opts.forceSparse)) {
       return add(x, this.#sparseFfn(m, i, topK, opts.onExpertCounts));
     }
     const pre = linear(m, this.p(h + "mlp.c_fc.weight"), this.#b(h + "mlp.c_fc.bias")); // (B, T, d_ff)
