@@ -50,6 +50,7 @@ export function trainCommand(): Command {
     .option("--eval-every <n>", "validation every N steps, 0 = only at the end", intArg)
     .option("--eval-tokens <n>", "validation tokens per evaluation during training", intArg)
     .option("--eval-batch <n>", "windows per forward when evaluating (default 64)", intArg)
+    .option("--val-tokens <n>", "validation tokens of the final evaluation (default: all)", intArg)
     .option("--save-every <n>", "checkpoint every N steps, 0 = only the final one", intArg)
     .option("--seed <n>", "seed of init and data order (default 1337)", intArg)
     .option("--out <dir>", "output folder (default runs/train)")

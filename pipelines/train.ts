@@ -282,6 +282,9 @@ export async function runTrain(
   const B = config.batch_size;
   const T = config.ctx;
   const evalTokens = data.val.subarray(0, Math.min(data.val.length, config.eval_tokens + 1));
+  const finalTokens = config.val_tokens === null
+    ? data.val
+    : data.val.subarray(0, Math.min(data.val.length, config.val_tokens + 1));
   const checkpoints: string[] = [];
   const trainState = (): TrainState => ({
     step,
@@ -426,7 +429,7 @@ export async function runTrain(
     if (interrupted) {
       if (step > startStep) await save(`ckpt-${step}.safetensors`);
     } else {
-      val = await evaluateTokens(model, data.val, config.eval_batch);
+      val = await evaluateTokens(model, finalTokens, config.eval_batch);
       hooks.onEval?.(step, val);
       const final: Record<string, unknown> = {
         step,
@@ -438,7 +441,7 @@ export async function runTrain(
       // Experts are formed at a switch to sparse: only then is the MoE view meaningful.
       if (model.moe && plan.history.some((e) => e.to === "sparse")) {
         const k = ffnShape.top_k;
-        valMoe = { k, ...(await evaluateTokens(model, data.val, config.eval_batch, k)) };
+        valMoe = { k, ...(await evaluateTokens(model, finalTokens, config.eval_batch, k)) };
         final.val_loss_moe = valMoe.nll;
         final.top_k = k;
       }

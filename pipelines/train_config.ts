@@ -52,6 +52,8 @@ export interface TrainConfig extends FlatConfig {
   eval_tokens: number;
   /** Windows per forward when evaluating. */
   eval_batch: number;
+  /** Validation tokens of the final evaluation; null = the whole validation split. */
+  val_tokens: number | null;
   /** Save `ckpt-<step>.safetensors` every N steps (0 = only final). */
   save_every: number;
   /** Seed of initialisation and data order. */
@@ -101,6 +103,7 @@ export const DEFAULT_TRAIN_CONFIG: Readonly<TrainConfig> = Object.freeze({
   eval_every: 250,
   eval_tokens: 16384,
   eval_batch: 64,
+  val_tokens: null,
   save_every: 500,
   seed: 1337,
   out: "runs/train",
@@ -139,6 +142,7 @@ const TYPES: Partial<Record<keyof TrainConfig, string>> = {
   data: "string",
   val: "string",
   top_k: "number",
+  val_tokens: "number",
   final_dense: "number",
   sparse_from: "number",
 };
