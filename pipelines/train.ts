@@ -1,12 +1,18 @@
 /**
- * `ssd train`: GPT pre-training on the embedded corpus or `--data`.
+ * `ssd train`: GPT pre-training on the embedded corpus or `--data`, dense,
+ * static sparse or with the SSD schedule (SPEC 6) — one loop for all three.
  *
  * One step = upload a batch, forward, backward, clip, AdamW, and ONE host
- * wait that reads the loss and the gradient norm together. Each step runs in
- * a `tidyAsync` scope, so its activations and gradients return to the pool at
- * the end of the step. Checkpoints hold the weights, AdamW moments and the
- * training state (step, data sampler, config), so `--resume` continues the
- * run exactly: same batches, same learning rates, same losses.
+ * wait that reads the loss, the gradient norm and the per-layer statistics
+ * together. Each step runs in a `tidyAsync` scope, so its activations and
+ * gradients return to the pool at the end of the step. Between steps the
+ * schedule (pipelines/schedule.ts) may ask for a partition check or a
+ * switch; a switch to sparse MoE-fies the model in place
+ * (pipelines/ssd_switch.ts) and sparse steps run each FFN on its tokens'
+ * top-k experts, with AdamW leaving experts that got no token untouched.
+ * Checkpoints hold the weights, AdamW moments and the training state (step,
+ * data sampler, schedule, monitor, accounting, config), so `--resume`
+ * continues the run exactly: same batches, phases, learning rates, losses.
  */
 import { TOKENIZER_ID } from "../core/tokenizer.ts";
 import { BatchSampler, type Dataset, loadDataset, type SamplerState } from "../core/data.ts";

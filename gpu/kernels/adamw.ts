@@ -16,7 +16,9 @@
  *
  * Layout: p, m, v, grad are flat f32 arrays of n elements; gscale is one f32.
  * Bindings: group 0 = grad (read), gscale (read), p (read_write),
- * m (read_write), v (read_write); group 1 = params.
+ * m (read_write), v (read_write), and for the masked variant the expert
+ * counts (read; bound last, after the outputs, so the binding numbers of the
+ * shared part stay the same); group 1 = params.
  * Launch: one thread per element, or per vec4 when n is a multiple of 4;
  * 256 threads per workgroup; 2-D grid past 65535 groups (`grid1d`).
  * p, m and v are updated in place: the parameter's storage is the model's.
@@ -24,24 +26,32 @@
 import type { Gpu } from "../runtime.ts";
 import { ceilDiv, grid1d, Params } from "../util.ts";
 
-function adamwWgsl(t: "f32" | "vec4f"): string {
+/**
+ * WGSL of the update for `t` lanes. `masked` adds the expert mask of sparse
+ * MoE steps: element i belongs to expert e = (i % p.modulo) / p.divisor and
+ * is left untouched (p, m and v alike) when `counts[e]` is 0, i.e. that
+ * expert received no token this step (scalar lanes only).
+ */
+function adamwWgsl(t: "f32" | "vec4f", masked = false): string {
   return /* wgsl */ `
 struct P {
   n: u32, nx: u32, decay: f32, stepSize: f32,
   bc2Sqrt: f32, eps: f32, b1: f32, c1: f32,
-  b2: f32, c2: f32,
+  b2: f32, c2: f32, modulo: u32, divisor: u32,
 }
 @group(0) @binding(0) var<storage, read> grad: array<${t}>;
 @group(0) @binding(1) var<storage, read> gscale: array<f32>;
 @group(0) @binding(2) var<storage, read_write> param: array<${t}>;
 @group(0) @binding(3) var<storage, read_write> m1: array<${t}>;
 @group(0) @binding(4) var<storage, read_write> m2: array<${t}>;
+${masked ? "@group(0) @binding(5) var<storage, read> counts: array<u32>;" : ""}
 @group(1) @binding(0) var<uniform> p: P;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let i = gid.y * p.nx * 256u + gid.x;
   if (i >= p.n) { return; }
+  ${masked ? "if (counts[(i % p.modulo) / p.divisor] == 0u) { return; }" : ""}
   let g = grad[i] * gscale[0];
   let m = p.b1 * m1[i] + p.c1 * g;
   let v = p.b2 * m2[i] + p.c2 * (g * g);
@@ -53,39 +63,8 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 `;
 }
 
-/**
- * WGSL of AdamW with an expert mask, for sparse MoE steps: element i belongs
- * to expert e = (i % p.modulo) / p.divisor, and is left untouched (p, m and
- * v alike) when `counts[e]` is 0: that expert received no token this step.
- */
-export const ADAMW_MASKED_WGSL = /* wgsl */ `
-struct P {
-  n: u32, nx: u32, decay: f32, stepSize: f32,
-  bc2Sqrt: f32, eps: f32, b1: f32, c1: f32,
-  b2: f32, c2: f32, modulo: u32, divisor: u32,
-}
-@group(0) @binding(0) var<storage, read> grad: array<f32>;
-@group(0) @binding(1) var<storage, read> gscale: array<f32>;
-@group(0) @binding(2) var<storage, read> counts: array<u32>;
-@group(0) @binding(3) var<storage, read_write> param: array<f32>;
-@group(0) @binding(4) var<storage, read_write> m1: array<f32>;
-@group(0) @binding(5) var<storage, read_write> m2: array<f32>;
-@group(1) @binding(0) var<uniform> p: P;
-
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let i = gid.y * p.nx * 256u + gid.x;
-  if (i >= p.n) { return; }
-  if (counts[(i % p.modulo) / p.divisor] == 0u) { return; }
-  let g = grad[i] * gscale[0];
-  let m = p.b1 * m1[i] + p.c1 * g;
-  let v = p.b2 * m2[i] + p.c2 * (g * g);
-  m1[i] = m;
-  m2[i] = v;
-  let decayed = param[i] * p.decay;
-  param[i] = decayed - p.stepSize * (m / (sqrt(v) / p.bc2Sqrt + p.eps));
-}
-`;
+/** WGSL of AdamW with the expert mask of sparse MoE steps (see `adamwWgsl`). */
+export const ADAMW_MASKED_WGSL = adamwWgsl("f32", true);
 
 /** WGSL of the scalar AdamW kernel. */
 export const ADAMW_WGSL = adamwWgsl("f32");
@@ -142,29 +121,17 @@ export function adamwKernel(
   if (!(a.step >= 1)) throw new RangeError(`adamwKernel(): step must be >= 1, got ${a.step}`);
   const bc1 = 1 - a.beta1 ** a.step;
   const bc2 = 1 - a.beta2 ** a.step;
-  if (mask) {
-    const [nx, ny] = grid1d(ceilDiv(n, 256));
-    g.recorder.dispatch({
-      kernel: ADAMW_MASKED,
-      buffers: [grad, gscale, mask.counts, param, m, v],
-      params: new Params()
-        .u32(n).u32(nx).f32(1 - a.lr * a.weightDecay).f32(a.lr / bc1)
-        .f32(Math.sqrt(bc2)).f32(a.eps).f32(a.beta1).f32(1 - a.beta1)
-        .f32(a.beta2).f32(1 - a.beta2).u32(mask.modulo).u32(mask.divisor),
-      workgroups: [nx, ny],
-    });
-    return;
-  }
-  const vec = n % 4 === 0;
+  // The mask reads one expert count per element: scalar lanes.
+  const vec = n % 4 === 0 && !mask;
   const lanes = vec ? n / 4 : n;
   const [nx, ny] = grid1d(ceilDiv(lanes, 256));
   g.recorder.dispatch({
-    kernel: vec ? ADAMW4 : ADAMW,
-    buffers: [grad, gscale, param, m, v],
+    kernel: mask ? ADAMW_MASKED : vec ? ADAMW4 : ADAMW,
+    buffers: mask ? [grad, gscale, param, m, v, mask.counts] : [grad, gscale, param, m, v],
     params: new Params()
       .u32(lanes).u32(nx).f32(1 - a.lr * a.weightDecay).f32(a.lr / bc1)
       .f32(Math.sqrt(bc2)).f32(a.eps).f32(a.beta1).f32(1 - a.beta1)
-      .f32(a.beta2).f32(1 - a.beta2),
+      .f32(a.beta2).f32(1 - a.beta2).u32(mask?.modulo ?? 1).u32(mask?.divisor ?? 1),
     workgroups: [nx, ny],
   });
 }

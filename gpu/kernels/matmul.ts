@@ -49,6 +49,7 @@
  * 8×16 with 8×4; autotune times a few). Small products (under
  * TEXTURE_MIN_MACS) are faster buffer-fed: the two packs add two dispatches.
  */
+import { dummyBuffer, releaseScratch, scratchTexture } from "../scratch.ts";
 import { GpuError } from "../errors.ts";
 import type { Constants, Kernel } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
@@ -152,33 +153,6 @@ function kernel(name: string, make: () => string): Kernel {
 const PACK: Kernel = { name: "matmul.pack", code: PACK_WGSL };
 
 // Small per-device buffers and textures the launchers reuse.
-interface ScratchTexture {
-  texture: GPUTexture;
-  // One view per texture, so the recorder's bind-group cache sees the same object.
-  view: GPUTextureView;
-}
-interface DeviceScratch {
-  dummy: GPUBuffer;
-  textures: Map<string, ScratchTexture>;
-}
-const scratch = new WeakMap<GPUDevice, DeviceScratch>();
-
-function deviceScratch(g: Gpu): DeviceScratch {
-  let s = scratch.get(g.device);
-  if (!s) {
-    s = {
-      dummy: g.device.createBuffer({
-        size: 16,
-        usage: GPUBufferUsage.STORAGE,
-        label: "matmul.nobias",
-      }),
-      textures: new Map(),
-    };
-    scratch.set(g.device, s);
-  }
-  return s;
-}
-
 let textureLimitOverride: number | null = null;
 
 /**
@@ -194,49 +168,13 @@ function textureLimit(g: Gpu): number {
   return textureLimitOverride ?? g.device.limits.maxTextureDimension2D;
 }
 
-/** Rounds a texture dimension up to a size class (quarter powers of two). */
-function dimClass(n: number): number {
-  const v = Math.max(16, n);
-  const pow = 2 ** Math.floor(Math.log2(v));
-  const step = Math.max(pow / 4, 16);
-  return Math.ceil(v / step) * step;
-}
-
-/**
- * A scratch rgba32float storage texture of at least width×height texels for
- * operand slot `slot`. Reused by every later call of the same size class:
- * safe, since all its writes and reads are recorded in order.
- */
-function scratchTexture(g: Gpu, slot: string, width: number, height: number): GPUTextureView {
-  const limit = g.device.limits.maxTextureDimension2D;
-  const w = Math.min(dimClass(width), limit);
-  const h = Math.min(dimClass(height), limit);
-  const key = `${slot}:${w}x${h}`;
-  const s = deviceScratch(g);
-  let t = s.textures.get(key);
-  if (!t) {
-    const texture = g.device.createTexture({
-      size: [w, h],
-      format: "rgba32float",
-      usage: GPUTextureUsage.STORAGE_BINDING,
-      label: `matmul.${key}`,
-    });
-    t = { texture, view: texture.createView() };
-    s.textures.set(key, t);
-  }
-  return t.view;
-}
-
 /**
  * Destroys the scratch textures of the texture design (they are otherwise
  * kept for reuse). Call only when no recorded work still uses them (after a
  * sync).
  */
 export function releaseMatmulScratch(g: Gpu): void {
-  const s = scratch.get(g.device);
-  if (!s) return;
-  for (const t of s.textures.values()) t.texture.destroy();
-  s.textures.clear();
+  releaseScratch(g, "matmul");
 }
 
 interface Resolved {
@@ -302,7 +240,7 @@ function launchShared(
   g.recorder.dispatch({
     kernel: kernel(name, () => sharedWgsl(tile)),
     constants: { TRANS_A: r.transA ? 1 : 0, TRANS_B: r.transB ? 1 : 0, ...epilogueConstants(r) },
-    buffers: [a, b, r.bias ?? deviceScratch(g).dummy, out],
+    buffers: [a, b, r.bias ?? dummyBuffer(g), out],
     params: mmParams(r),
     workgroups: grid(g, r, c.tm * c.wy, c.tn * c.wx),
   });
@@ -324,7 +262,7 @@ function launchRegister(
   g.recorder.dispatch({
     kernel: kernel(name, () => registerWgsl(c, vecA, vecB)),
     constants: { TRANS_A: r.transA ? 1 : 0, TRANS_B: r.transB ? 1 : 0, ...epilogueConstants(r) },
-    buffers: [a, b, r.bias ?? deviceScratch(g).dummy, out],
+    buffers: [a, b, r.bias ?? dummyBuffer(g), out],
     params: mmParams(r),
     workgroups: grid(g, r, c.tm * c.wy, c.tn * c.wx),
   });
@@ -426,8 +364,8 @@ function launchTexture(
     return;
   }
   const bBatches = sharedB ? 1 : r.batch;
-  const at = scratchTexture(g, "a", ceilDiv(r.k, 4), r.batch * r.m);
-  const bt = scratchTexture(g, "b", ceilDiv(r.n, 4), bBatches * kp);
+  const at = scratchTexture(g, "matmul", "a", ceilDiv(r.k, 4), r.batch * r.m);
+  const bt = scratchTexture(g, "matmul", "b", ceilDiv(r.n, 4), bBatches * kp);
   pack(g, at, a, {
     rows: r.m,
     cols: r.k,
@@ -452,7 +390,7 @@ function launchTexture(
   g.recorder.dispatch({
     kernel: kernel(name, () => textureWgsl(c)),
     constants: epilogueConstants(r),
-    buffers: [at, bt, r.bias ?? deviceScratch(g).dummy, out],
+    buffers: [at, bt, r.bias ?? dummyBuffer(g), out],
     params: new Params().u32(r.m).u32(r.k).u32(r.n).u32(sharedB ? 0 : kp).u32(r.cStride)
       .u32(r.cOff).u32(r.ldc).u32(r.biasOff),
     workgroups: grid(g, r, c.tm * c.wy, c.tn * c.wx),

@@ -85,6 +85,7 @@
  * down 1.8, weight packs 1.0, router 0.8, plan 0.4, combine 0.4, top-k
  * 0.2 ms.
  */
+import { dummyBuffer, releaseScratch, scratchTexture } from "../scratch.ts";
 import { GpuError } from "../errors.ts";
 import type { Kernel } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
@@ -776,70 +777,12 @@ export function moeFolds(
   return { w1, w2, act, y };
 }
 
-/** Rounds a texture dimension up to a size class (quarter powers of two), for reuse. */
-function dimClass(n: number): number {
-  const v = Math.max(16, n);
-  const pow = 2 ** Math.floor(Math.log2(v));
-  const step = Math.max(pow / 4, 16);
-  return Math.ceil(v / step) * step;
-}
-
-interface DeviceScratch {
-  dummy: GPUBuffer;
-  textures: Map<string, { texture: GPUTexture; view: GPUTextureView }>;
-}
-const scratch = new WeakMap<GPUDevice, DeviceScratch>();
-
-function deviceScratch(g: Gpu): DeviceScratch {
-  let s = scratch.get(g.device);
-  if (!s) {
-    s = {
-      dummy: g.device.createBuffer({
-        size: 16,
-        usage: GPUBufferUsage.STORAGE,
-        label: "moe.nobias",
-      }),
-      textures: new Map(),
-    };
-    scratch.set(g.device, s);
-  }
-  return s;
-}
-
-/**
- * A scratch rgba32float storage texture for operand `slot`, kept per size
- * class and reused by later calls: safe, since every write and read of it
- * is recorded in order.
- */
-function scratchTexture(g: Gpu, slot: string, f: Fold): GPUTextureView {
-  const limit = g.device.limits.maxTextureDimension2D;
-  const w = Math.min(dimClass(f.width), limit);
-  const h = Math.min(dimClass(f.height), limit);
-  const key = `${slot}:${w}x${h}`;
-  const s = deviceScratch(g);
-  let t = s.textures.get(key);
-  if (!t) {
-    const texture = g.device.createTexture({
-      size: [w, h],
-      format: "rgba32float",
-      usage: GPUTextureUsage.STORAGE_BINDING,
-      label: `moe.${key}`,
-    });
-    t = { texture, view: texture.createView() };
-    s.textures.set(key, t);
-  }
-  return t.view;
-}
-
 /**
  * Destroys the MoE scratch textures (otherwise kept for reuse). Call only
  * when no recorded work still uses them (after a sync).
  */
 export function releaseMoeScratch(g: Gpu): void {
-  const s = scratch.get(g.device);
-  if (!s) return;
-  for (const t of s.textures.values()) t.texture.destroy();
-  s.textures.clear();
+  releaseScratch(g, "moe");
 }
 
 /** The buffers of a routing plan (see the header), as `moePlanKernel` writes them. */
@@ -916,7 +859,7 @@ export function moeExpertsKernel(
   const { design, folds } = moeDesign(g, sz, requested);
   const temps: GPUBuffer[] = [];
   const operand = (slot: string, f: Fold): GPUBuffer | GPUTextureView => {
-    if (design === "texture") return scratchTexture(g, slot, f);
+    if (design === "texture") return scratchTexture(g, "moe", slot, f.width, f.height);
     const b = g.pool.acquire(f.width * f.height * 16, `moe.${slot}`);
     temps.push(b);
     return b;
@@ -928,7 +871,7 @@ export function moeExpertsKernel(
     y: operand("y", folds.y),
     folds,
   };
-  const dummy = deviceScratch(g).dummy;
+  const dummy = dummyBuffer(g);
   moePackWeightsKernel(g, design, ops.w1, w.fcW, "fc", sz, folds.w1);
   moePackWeightsKernel(g, design, ops.w2, w.projW, "proj", sz, folds.w2);
   moeUpKernel(g, design, ops, x, w.fcB, plan, dummy, sz, pmax, activation);
