@@ -12,6 +12,7 @@
  * range. `--profile` adds GPU time per kernel (timestamp queries, one pass
  * per dispatch, so slower overall) for the MoE at the first token count.
  */
+import { type BenchConfig, type BenchRow, compareConfigs } from "./_compare.ts";
 import { relu } from "../../core/ops/activation.ts";
 import { linear } from "../../core/ops/matmul.ts";
 import { moeFfn, moeFfnFlops } from "../../core/nn/moe_ffn.ts";
@@ -56,38 +57,17 @@ const w = {
 };
 
 /** Records `n` calls in one scope and returns after one host wait: ms per call. */
-async function batch(call: () => void, n: number): Promise<number> {
-  const t0 = performance.now();
-  noGrad(() =>
-    tidy(() => {
-      for (let i = 0; i < n; i++) call();
-    })
-  );
-  await g.recorder.sync();
-  return (performance.now() - t0) / n;
-}
-
-interface Row {
-  tokens: number;
-  mode: string;
-  k: number | null;
-  ms: number;
-  range: [number, number];
-  gflop: number;
-  speedup: number;
-}
-const rows: Row[] = [];
-const r2 = (x: number) => Math.round(x * 100) / 100;
+const rows: BenchRow[] = [];
 
 log(`\nFFN C ${C}, d_ff ${DFF}, E ${E}: ms per call, best of ${reps} [range]`);
 log(["tokens", "mode", "k", "ms", "range", "GFLOP", "vs dense"].map((s) => s.padEnd(12)).join(""));
 for (const N of tokens) {
   const h = tensor(rng.normalArray(N * C, 1), [N, C]);
-  const configs: { mode: string; k: number | null; flops: number; call: () => void }[] = [{
+  const configs: BenchConfig[] = [{
     mode: "dense",
     k: null,
     flops: 4 * N * C * DFF,
-    call: () => linear(relu(linear(h, w.fcW, w.fcB)), w.projW, w.projB),
+    call: () => noGrad(() => linear(relu(linear(h, w.fcW, w.fcB)), w.projW, w.projB)),
   }];
   for (const design of designs) {
     for (const k of topks) {
@@ -95,40 +75,14 @@ for (const N of tokens) {
         mode: `moe/${design}`,
         k,
         flops: moeFfnFlops(N, C, DFF, E, k),
-        call: () => moeFfn(h, w, E, k, "relu", { design }),
+        call: () => noGrad(() => moeFfn(h, w, E, k, "relu", { design })),
       });
     }
   }
   // Calls per batch from one timed call each (after a compile call); then the
   // configs take turns, rep by rep, so that load from other processes on the
   // shared cores falls on all of them alike.
-  const iters: number[] = [];
-  for (const c of configs) {
-    await batch(c.call, 1);
-    iters.push(Math.max(2, Math.min(64, Math.round(BATCH_MS / await batch(c.call, 1)))));
-  }
-  const ms: number[][] = configs.map(() => []);
-  for (let r = 0; r < reps; r++) {
-    for (let i = 0; i < configs.length; i++) ms[i].push(await batch(configs[i].call, iters[i]));
-  }
-  const dense = Math.min(...ms[0]);
-  configs.forEach((c, i) => {
-    const best = Math.min(...ms[i]);
-    const row: Row = {
-      tokens: N,
-      mode: c.mode,
-      k: c.k,
-      ms: r2(best),
-      range: [r2(best), r2(Math.max(...ms[i]))],
-      gflop: r2(c.flops / 1e9),
-      speedup: r2(dense / best),
-    };
-    rows.push(row);
-    log(
-      [N, c.mode, c.k ?? "-", row.ms, `${row.range[0]}-${row.range[1]}`, row.gflop]
-        .map((s) => String(s).padEnd(12)).join("") + `${row.speedup}x`,
-    );
-  });
+  rows.push(...(await compareConfigs(N, configs, reps, BATCH_MS, 64, log)));
   h.release();
 }
 

@@ -11,12 +11,12 @@
  * in one submit and waits once: ms per call, best of `--reps` batches, with
  * the range.
  */
+import { type BenchConfig, type BenchRow, compareConfigs } from "./_compare.ts";
 import { moeFfnFlops } from "../../core/nn/moe_ffn.ts";
 import { moeFfnTrain } from "../../core/nn/moe_ffn_train.ts";
 import { relu } from "../../core/ops/activation.ts";
 import { linear } from "../../core/ops/matmul.ts";
 import { Rng } from "../../core/rng.ts";
-import { tidy } from "../../core/scope.ts";
 import { backward } from "../../core/tape.ts";
 import { type Tensor, tensor } from "../../core/tensor.ts";
 import { matmulChoice } from "../../gpu/autotune.ts";
@@ -62,33 +62,14 @@ function step(h: Tensor, G: Tensor, fwd: () => Tensor): void {
   }
 }
 
-async function batch(call: () => void, n: number): Promise<number> {
-  const t0 = performance.now();
-  tidy(() => {
-    for (let i = 0; i < n; i++) call();
-  });
-  await g.recorder.sync();
-  return (performance.now() - t0) / n;
-}
-
-interface Row {
-  tokens: number;
-  mode: string;
-  k: number | null;
-  ms: number;
-  range: [number, number];
-  gflop: number;
-  speedup: number;
-}
-const rows: Row[] = [];
-const r2 = (x: number) => Math.round(x * 100) / 100;
+const rows: BenchRow[] = [];
 
 log(`\nFFN forward+backward, C ${C}, d_ff ${DFF}, E ${E}: ms per call, best of ${reps} [range]`);
 log(["tokens", "mode", "k", "ms", "range", "GFLOP", "vs dense"].map((s) => s.padEnd(12)).join(""));
 for (const N of tokens) {
   const h = tensor(rng.normalArray(N * C, 1), [N, C], { requiresGrad: true });
   const G = tensor(rng.normalArray(N * C, 1), [N, C]);
-  const configs: { mode: string; k: number | null; flops: number; call: () => void }[] = [{
+  const configs: BenchConfig[] = [{
     mode: "dense",
     k: null,
     flops: 3 * 4 * N * C * DFF,
@@ -103,33 +84,7 @@ for (const N of tokens) {
       call: () => step(h, G, () => moeFfnTrain(h, w, E, k, "relu")),
     });
   }
-  const iters: number[] = [];
-  for (const c of configs) {
-    await batch(c.call, 1);
-    iters.push(Math.max(2, Math.min(32, Math.round(BATCH_MS / await batch(c.call, 1)))));
-  }
-  const ms: number[][] = configs.map(() => []);
-  for (let r = 0; r < reps; r++) {
-    for (let i = 0; i < configs.length; i++) ms[i].push(await batch(configs[i].call, iters[i]));
-  }
-  const dense = Math.min(...ms[0]);
-  configs.forEach((c, i) => {
-    const best = Math.min(...ms[i]);
-    const row: Row = {
-      tokens: N,
-      mode: c.mode,
-      k: c.k,
-      ms: r2(best),
-      range: [r2(best), r2(Math.max(...ms[i]))],
-      gflop: r2(c.flops / 1e9),
-      speedup: r2(dense / best),
-    };
-    rows.push(row);
-    log(
-      [N, c.mode, c.k ?? "-", row.ms, `${row.range[0]}-${row.range[1]}`, row.gflop]
-        .map((s) => String(s).padEnd(12)).join("") + `${row.speedup}x`,
-    );
-  });
+  rows.push(...(await compareConfigs(N, configs, reps, BATCH_MS, 32, log)));
   h.release();
   G.release();
 }
