@@ -27,7 +27,9 @@ interface TrainFlags {
 /** Builds the `train` subcommand. */
 export function trainCommand(): Command {
   return new Command("train")
-    .description("pre-train a GPT on the embedded Brown corpus or --data (dense schedule)")
+    .description(
+      "pre-train a GPT on the embedded Brown corpus or --data: dense, static sparse or SSD schedule",
+    )
     .option("--preset <name>", "start from a preset: default or tiny")
     .option("--config <file>", "JSON file of config keys (flags override it)")
     .option("--steps <n>", "optimizer steps (default 2000)", intArg)
