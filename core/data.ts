@@ -355,6 +355,24 @@ export function evalWindows(tokens: { length: number }, ctx: number): EvalWindow
   return out;
 }
 
+/**
+ * Eval windows grouped for batched forwards: the full windows `batch` at a
+ * time, and a shorter window (only the last can be) in a group of its own,
+ * so every group runs at one length with no padding.
+ */
+export function windowGroups(
+  windows: readonly EvalWindow[],
+  ctx: number,
+  batch: number,
+): EvalWindow[][] {
+  const full = windows.filter((w) => w.scored === ctx);
+  const groups: EvalWindow[][] = [];
+  for (let i = 0; i < full.length; i += batch) groups.push(full.slice(i, i + batch));
+  const short = windows.filter((w) => w.scored < ctx);
+  if (short.length > 0) groups.push(short);
+  return groups;
+}
+
 /** A batch of eval windows padded to (B, ctx), with a mask of the scored positions. */
 export interface EvalBatch extends Batch {
   /** 1 where `y` is a real target, 0 in the padding of a short window, (B, T). */

@@ -4,7 +4,7 @@
  * the first scored once. Full windows run in batches; the last, shorter
  * window runs alone at its own length, so no padding or mask is needed.
  */
-import { evalWindows, packEvalBatch } from "../core/data.ts";
+import { evalWindows, packEvalBatch, windowGroups } from "../core/data.ts";
 import type { GPT } from "../core/nn/gpt.ts";
 import { noGrad } from "../core/tape.ts";
 import { readAll, type Tensor, tensor } from "../core/tensor.ts";
@@ -36,11 +36,7 @@ export async function evaluateTokens(
 ): Promise<EvalResult> {
   const ctx = model.config.ctx;
   const windows = evalWindows(tokens, ctx);
-  const groups: (typeof windows)[] = [];
-  const full = windows.filter((w) => w.scored === ctx);
-  for (let i = 0; i < full.length; i += batch) groups.push(full.slice(i, i + batch));
-  const last = windows[windows.length - 1];
-  if (last.scored < ctx) groups.push([last]);
+  const groups = windowGroups(windows, ctx, batch);
 
   const losses: { loss: Tensor; count: number }[] = [];
   noGrad(() => {

@@ -4,7 +4,7 @@
  * co-activation, router fitting and coverage. Windows follow the eval
  * protocol (core/data.ts), 64 per forward, one host wait per forward.
  */
-import { evalWindows, packEvalBatch } from "../core/data.ts";
+import { evalWindows, packEvalBatch, windowGroups } from "../core/data.ts";
 import type { GPT } from "../core/nn/gpt.ts";
 import { keep, tidy } from "../core/scope.ts";
 import { noGrad } from "../core/tape.ts";
@@ -32,14 +32,7 @@ export async function captureFfn(model: GPT, tokens: Uint8Array): Promise<FfnCap
     act: new Float32Array(n * F),
     input: new Float32Array(n * C),
   }));
-  // Full windows in groups; the last, shorter window (if any) alone.
-  const full = windows.filter((w) => w.scored === ctx);
-  const groups = [];
-  for (let i = 0; i < full.length; i += WINDOWS_PER_FORWARD) {
-    groups.push(full.slice(i, i + WINDOWS_PER_FORWARD));
-  }
-  const last = windows[windows.length - 1];
-  if (last.scored < ctx) groups.push([last]);
+  const groups = windowGroups(windows, ctx, WINDOWS_PER_FORWARD);
   let row = 0;
   for (const group of groups) {
     const T = group[0].scored;

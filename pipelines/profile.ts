@@ -64,7 +64,7 @@
 import { resolve } from "node:path";
 import { META_CONFIG, readHeader, readSsdMetadata } from "../core/checkpoint.ts";
 import { BROWN_SOURCE } from "../core/corpus_brown.ts";
-import { evalWindows, loadBrownDataset, loadText } from "../core/data.ts";
+import { evalWindows, loadBrownDataset, loadText, windowGroups } from "../core/data.ts";
 import { CheckpointError, ConfigError, SsdError } from "../core/errors.ts";
 import { balancedKMeans } from "../core/moe/balanced_kmeans.ts";
 import { adjustedRandIndex, expertMass, oracleTopK, topkOverlap } from "../core/moe/partition.ts";
@@ -445,12 +445,7 @@ async function probeModel(
   const perChunk = Math.max(1, Math.floor(chunkBytes / (ctx * d_ff * n_layer * 4)));
   for (let c0 = 0; c0 < windows.length; c0 += perChunk) {
     const chunk = windows.slice(c0, c0 + perChunk);
-    // Full windows in batches; the short last window alone, at its own length (no padding).
-    const groups: (typeof chunk)[] = [];
-    const full = chunk.filter((w) => w.scored === ctx);
-    for (let i = 0; i < full.length; i += batch) groups.push(full.slice(i, i + batch));
-    const short = chunk.filter((w) => w.scored < ctx);
-    if (short.length > 0) groups.push(short);
+    const groups = windowGroups(chunk, ctx, batch);
     const acts: Tensor[] = []; // group-major, then layer: (B, T, d_ff) each
     noGrad(() => {
       for (const group of groups) {

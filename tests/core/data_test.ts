@@ -11,6 +11,7 @@ import {
   requireWindow,
   type SamplerState,
   unigramEntropyBits,
+  windowGroups,
 } from "../../core/data.ts";
 import { ConfigError } from "../../core/errors.ts";
 import { Rng } from "../../core/rng.ts";
@@ -237,4 +238,12 @@ Deno.test("unigramEntropyBits(): exact values on known distributions", () => {
   assert.ok(Math.abs(unigramEntropyBits(enc("aabc")) - 1.5) < 1e-12);
   assert.equal(unigramEntropyBits(new Uint8Array(0)), 0);
   throwsConfig(() => unigramEntropyBits([1, 256]), /token 256 at index 1 is not a byte/);
+});
+
+Deno.test("windowGroups() batches full windows and puts the short last one alone", () => {
+  const ws = evalWindows({ length: 8 * 5 + 3 }, 8); // 5 full windows, then one of 2
+  const groups = windowGroups(ws, 8, 2);
+  assert.deepEqual(groups.map((g) => g.map((w) => w.scored)), [[8, 8], [8, 8], [8], [2]]);
+  assert.deepEqual(groups.flat(), ws);
+  assert.deepEqual(windowGroups(evalWindows({ length: 17 }, 8), 8, 4).map((g) => g.length), [2]);
 });
