@@ -217,19 +217,19 @@ export async function runTrain(
     warmup: Math.min(config.warmup, config.steps),
     total: config.steps,
   };
-  const sched0 = scheduleConfigOf(config);
+  // The schedule resolves its run-dependent defaults (top_k = E/4, final_dense, sparse_from).
+  let plan = new SsdSchedule(scheduleConfigOf(config), { steps: config.steps, d_ff: config.d_ff });
   const ffnShape: FfnShape = {
     tokens: config.batch_size * config.ctx,
     d_model: config.d_model,
     d_ff: config.d_ff,
     n_layer: config.n_layer,
-    experts: sched0.experts,
-    top_k: sched0.top_k ?? Math.max(1, Math.floor(sched0.experts / 4)),
+    experts: plan.config.experts,
+    top_k: plan.config.top_k,
   };
-  let plan = new SsdSchedule(sched0, { steps: config.steps, d_ff: config.d_ff });
   let accounting = new RunAccounting(ffnShape);
   let monitor = new PartitionMonitor({
-    experts: sched0.experts,
+    experts: plan.config.experts,
     fresh_margin: config.fresh_margin,
     seed: config.seed,
   });
