@@ -32,6 +32,28 @@ export interface BenchRow {
 
 const r2 = (x: number) => Math.round(x * 100) / 100;
 
+/** FFN shape both MoE benchmarks time: the default model's. */
+export const BENCH_FFN = Object.freeze({ C: 128, DFF: 512, E: 16 });
+/** Wall time aimed at per timed batch of calls. */
+export const BATCH_MS = 600;
+
+/** `--name value` of the command line, if given. */
+export function flag(name: string): string | undefined {
+  const i = Deno.args.indexOf(name);
+  return i >= 0 ? Deno.args[i + 1] : undefined;
+}
+
+/** The flags both MoE benchmarks take: `--json`, `--reps`, `--tokens`, `--topk`. */
+export function benchFlags(): { asJson: boolean; reps: number; tokens: number[]; topks: number[] } {
+  const list = (s: string) => s.split(",").map(Number);
+  return {
+    asJson: Deno.args.includes("--json"),
+    reps: Number(flag("--reps") ?? 3),
+    tokens: list(flag("--tokens") ?? "512,4096"),
+    topks: list(flag("--topk") ?? "4,8,16"),
+  };
+}
+
 /** Mean ms per call of `n` calls recorded together and waited on once. */
 async function batch(call: () => void, n: number): Promise<number> {
   const t0 = performance.now();

@@ -12,7 +12,15 @@
  * range. `--profile` adds GPU time per kernel (timestamp queries, one pass
  * per dispatch, so slower overall) for the MoE at the first token count.
  */
-import { type BenchConfig, type BenchRow, compareConfigs } from "./_compare.ts";
+import {
+  BATCH_MS,
+  BENCH_FFN,
+  type BenchConfig,
+  benchFlags,
+  type BenchRow,
+  compareConfigs,
+  flag,
+} from "./_compare.ts";
 import { relu } from "../../core/ops/activation.ts";
 import { linear } from "../../core/ops/matmul.ts";
 import { moeFfn, moeFfnFlops } from "../../core/nn/moe_ffn.ts";
@@ -25,21 +33,8 @@ import { configName, textureDesignSupported } from "../../gpu/kernels/matmul.ts"
 import type { MoeDesign } from "../../gpu/kernels/moe.ts";
 import { initGpu } from "../../gpu/runtime.ts";
 
-const C = 128;
-const DFF = 512;
-const E = 16;
-/** Wall time aimed at per timed batch of calls. */
-const BATCH_MS = 600;
-
-function flag(name: string): string | undefined {
-  const i = Deno.args.indexOf(name);
-  return i >= 0 ? Deno.args[i + 1] : undefined;
-}
-const list = (s: string) => s.split(",").map(Number);
-const asJson = Deno.args.includes("--json");
-const reps = Number(flag("--reps") ?? 3);
-const tokens = list(flag("--tokens") ?? "512,4096");
-const topks = list(flag("--topk") ?? "4,8,16");
+const { C, DFF, E } = BENCH_FFN;
+const { asJson, reps, tokens, topks } = benchFlags();
 const designs = (flag("--designs")?.split(",") ??
   (textureDesignSupported() ? ["texture", "buffer"] : ["buffer"])) as MoeDesign[];
 

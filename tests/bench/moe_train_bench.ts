@@ -11,7 +11,14 @@
  * in one submit and waits once: ms per call, best of `--reps` batches, with
  * the range.
  */
-import { type BenchConfig, type BenchRow, compareConfigs } from "./_compare.ts";
+import {
+  BATCH_MS,
+  BENCH_FFN,
+  type BenchConfig,
+  benchFlags,
+  type BenchRow,
+  compareConfigs,
+} from "./_compare.ts";
 import { moeFfnFlops } from "../../core/nn/moe_ffn.ts";
 import { moeFfnTrain } from "../../core/nn/moe_ffn_train.ts";
 import { relu } from "../../core/ops/activation.ts";
@@ -23,20 +30,8 @@ import { matmulChoice } from "../../gpu/autotune.ts";
 import { configName } from "../../gpu/kernels/matmul.ts";
 import { initGpu } from "../../gpu/runtime.ts";
 
-const C = 128;
-const DFF = 512;
-const E = 16;
-const BATCH_MS = 600;
-
-function flag(name: string): string | undefined {
-  const i = Deno.args.indexOf(name);
-  return i >= 0 ? Deno.args[i + 1] : undefined;
-}
-const list = (s: string) => s.split(",").map(Number);
-const asJson = Deno.args.includes("--json");
-const reps = Number(flag("--reps") ?? 3);
-const tokens = list(flag("--tokens") ?? "512,4096");
-const topks = list(flag("--topk") ?? "4,8,16");
+const { C, DFF, E } = BENCH_FFN;
+const { asJson, reps, tokens, topks } = benchFlags();
 
 const g = await initGpu();
 const log = (s: string) => asJson ? console.error(s) : console.log(s);
