@@ -236,9 +236,22 @@ function launchShared(
   r: Resolved,
 ): void {
   const tile: SharedTile = { tm: c.tm, tn: c.tn, wx: c.wx, wy: c.wy, bk: c.bk ?? 16 };
-  const name = `matmul.${configName(c)}`;
+  dispatchBufferFed(g, c, `matmul.${configName(c)}`, () => sharedWgsl(tile), out, a, b, r);
+}
+
+/** The dispatch shared by the buffer-fed designs (shared-memory and register tiles). */
+function dispatchBufferFed(
+  g: Gpu,
+  c: MatmulConfig,
+  name: string,
+  wgsl: () => string,
+  out: GPUBuffer,
+  a: GPUBuffer,
+  b: GPUBuffer,
+  r: Resolved,
+): void {
   g.recorder.dispatch({
-    kernel: kernel(name, () => sharedWgsl(tile)),
+    kernel: kernel(name, wgsl),
     constants: { TRANS_A: r.transA ? 1 : 0, TRANS_B: r.transB ? 1 : 0, ...epilogueConstants(r) },
     buffers: [a, b, r.bias ?? dummyBuffer(g), out],
     params: mmParams(r),
@@ -259,13 +272,7 @@ function launchRegister(
   const vecA = r.transA ? div4(r.m, c.tm, r.aStride, r.aOff) : div4(r.k, r.aStride, r.aOff);
   const vecB = r.transB ? div4(r.k, r.bStride, r.bOff) : div4(r.n, r.bStride, r.bOff);
   const name = `matmul.${configName(c)}${vecA ? "_va" : ""}${vecB ? "_vb" : ""}`;
-  g.recorder.dispatch({
-    kernel: kernel(name, () => registerWgsl(c, vecA, vecB)),
-    constants: { TRANS_A: r.transA ? 1 : 0, TRANS_B: r.transB ? 1 : 0, ...epilogueConstants(r) },
-    buffers: [a, b, r.bias ?? dummyBuffer(g), out],
-    params: mmParams(r),
-    workgroups: grid(g, r, c.tm * c.wy, c.tn * c.wx),
-  });
+  dispatchBufferFed(g, c, name, () => registerWgsl(c, vecA, vecB), out, a, b, r);
 }
 
 /** Packs a (rows×cols per batch) strided view of x into texture rows z·rowsPad + r. */
