@@ -94,6 +94,12 @@ export class Recorder {
   #querySet: GPUQuerySet | null = null;
   #queryNames: string[] = [];
   #profileBatches: ProfileBatch[] = [];
+  /**
+   * While profiling, prefixed to the name of every kernel recorded (e.g.
+   * "ffn/"), so that a caller can group the kernels of one part of a step;
+   * null: names as they are.
+   */
+  profileTag: string | null = null;
 
   constructor(gpu: GpuDevice, pipelines: PipelineCache) {
     this.#gpu = gpu;
@@ -235,7 +241,7 @@ export class Recorder {
         enc = this.#enc();
       }
       const q = this.#queryNames.length;
-      this.#queryNames.push(name);
+      this.#queryNames.push(this.profileTag === null ? name : this.profileTag + name);
       pass = enc.beginComputePass({
         label: name,
         timestampWrites: {

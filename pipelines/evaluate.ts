@@ -5,7 +5,7 @@
  * window runs alone at its own length, so no padding or mask is needed.
  */
 import { evalWindows, packEvalBatch, windowGroups } from "../core/data.ts";
-import type { GPT } from "../core/nn/gpt.ts";
+import type { ForwardOptions, GPT } from "../core/nn/gpt.ts";
 import { noGrad } from "../core/tape.ts";
 import { readAll, type Tensor, tensor } from "../core/tensor.ts";
 import { keep, tidy } from "../core/scope.ts";
@@ -25,14 +25,16 @@ export interface EvalResult {
 
 /**
  * Scores `tokens` with `model` (an MoE model at `topK` experts per token
- * when given). `batch` windows run per forward; every window's loss stays
- * on the GPU until one read at the end (one host wait).
+ * when given; `forceSparse` runs the MoE path at topK = E too). `batch`
+ * windows run per forward; every window's loss stays on the GPU until one
+ * read at the end (one host wait).
  */
 export async function evaluateTokens(
   model: GPT,
   tokens: Uint8Array,
   batch: number,
   topK?: number,
+  opts: Pick<ForwardOptions, "forceSparse"> = {},
 ): Promise<EvalResult> {
   const ctx = model.config.ctx;
   const windows = evalWindows(tokens, ctx);
@@ -46,7 +48,7 @@ export async function evaluateTokens(
       const loss = tidy(() => {
         const x = tensor(packed.x, [group.length, T], { dtype: "u32" });
         const y = tensor(packed.y, [group.length, T], { dtype: "u32" });
-        return model.forward(x, y, { topK }).loss!;
+        return model.forward(x, y, { topK, forceSparse: opts.forceSparse }).loss!;
       });
       losses.push({ loss: keep(loss), count: packed.scored });
       // Submit in chunks so one command buffer does not grow without bound.

@@ -1,23 +1,19 @@
 /**
  * `ssd generate`: autoregressive sampling from a checkpoint, one byte token
- * per step.
- *
- * Each step runs one forward of the prefix (B = 1, cropped to the model's
- * last ctx tokens, as nanoGPT's `generate`) and reads back only the last row
- * of the logits, V floats, with one host wait; sampling (temperature, top-k)
- * happens on the host with the seeded `Rng`, so the same seed gives the same
- * text. Every step runs in its own scope, so nothing it allocates outlives it.
+ * per step, with the KV-cache decoder of core/nn/decode.ts (B = 1): the
+ * prompt is prefilled once, each further token is one cached step, and past
+ * the model's ctx the context is cropped to the last ctx tokens as nanoGPT's
+ * `generate` does. Sampling (temperature, top-k) runs on the GPU with a
+ * counter-based RNG of (seed, step), so the same seed gives the same text;
+ * tokens are read back in chunks, one host wait per chunk, not per token.
  */
 import { ConfigError } from "../core/errors.ts";
+import { Decoder, type Generation } from "../core/nn/decode.ts";
 import { loadGPT } from "../core/nn/gpt_checkpoint.ts";
 import type { GPT } from "../core/nn/gpt.ts";
-import { Rng } from "../core/rng.ts";
-import { tidyAsync } from "../core/scope.ts";
-import { noGrad } from "../core/tape.ts";
-import { tensor } from "../core/tensor.ts";
 import { encode } from "../core/tokenizer.ts";
 import { autotuneMatmul } from "../gpu/autotune.ts";
-import { gpu, initGpu } from "../gpu/runtime.ts";
+import { initGpu } from "../gpu/runtime.ts";
 import { expertsPerToken, requireByteTokenizer } from "./eval.ts";
 
 /** What `ssd generate` samples, and how. */
@@ -81,69 +77,15 @@ export function validateGenerateConfig(c: GenerateConfig, vocab?: number): void 
   }
 }
 
-/**
- * Picks the next token from one row of logits.
- *
- * temperature 0: argmax (first maximum). Otherwise the `topK` largest logits
- * (all when 0; ties at the cut go to the lower id) are turned into
- * probabilities softmax(logit / temperature), in float64, and one is drawn
- * with `rng.uniform()` by inverse CDF in id order.
- */
-export function sampleToken(
-  logits: Float32Array,
-  temperature: number,
-  topK: number,
-  rng: Rng,
-): number {
-  const V = logits.length;
-  if (temperature === 0) {
-    let best = 0;
-    for (let i = 1; i < V; i++) if (logits[i] > logits[best]) best = i;
-    return best;
-  }
-  let keep: number[];
-  if (topK === 0 || topK >= V) keep = Array.from({ length: V }, (_, i) => i);
-  else {
-    const order = Array.from({ length: V }, (_, i) => i);
-    order.sort((a, b) => logits[b] - logits[a] || a - b);
-    keep = order.slice(0, topK).sort((a, b) => a - b);
-  }
-  let max = -Infinity;
-  for (const i of keep) max = Math.max(max, logits[i]);
-  const p = keep.map((i) => Math.exp((logits[i] - max) / temperature));
-  let total = 0;
-  for (const x of p) total += x;
-  let u = rng.uniform() * total;
-  for (let j = 0; j < keep.length; j++) {
-    u -= p[j];
-    if (u < 0) return keep[j];
-  }
-  return keep[keep.length - 1]; // u landed on the rounding error at the top
-}
-
-/**
- * Runs one forward of `context` (B = 1) and returns the last position's
- * logits, read back as V floats with one host wait. Everything the forward
- * allocates is released before returning.
- */
-export function lastLogits(
-  model: GPT,
-  context: Uint32Array,
-  topK?: number,
-): Promise<Float32Array> {
-  const V = model.config.vocab;
-  const T = context.length;
-  return tidyAsync(async () => {
-    const tokens = tensor(context, [1, T], { dtype: "u32" });
-    const out = noGrad(() => model.forward(tokens, undefined, { topK }));
-    const bytes = await gpu().recorder.read(out.logits.buffer, (T - 1) * V * 4, V * 4); // (V)
-    return new Float32Array(bytes);
-  });
-}
+/** Tokens recorded per read-back while streaming (one host wait each). */
+export const GENERATE_CHUNK = 32;
 
 /**
  * Generates `tokens` tokens continuing `prompt` with an already loaded model,
- * yielding each token (a byte) as soon as it is sampled.
+ * yielding each token (a byte). The tokens are decoded with the KV cache and
+ * sampled on the GPU (core/nn/decode.ts), recorded `GENERATE_CHUNK` at a time
+ * and read back once per chunk, so the stream arrives in bursts. Everything
+ * the decoder allocates is released when the stream ends, also early.
  */
 export async function* generateTokens(
   model: GPT,
@@ -151,15 +93,23 @@ export async function* generateTokens(
   topK?: number,
 ): AsyncGenerator<number> {
   validateGenerateConfig({ ...config, checkpoint: "" }, model.config.vocab);
-  const ctx = model.config.ctx;
-  const rng = new Rng(config.seed);
-  const seq = Array.from(encode(config.prompt));
-  for (let i = 0; i < config.tokens; i++) {
-    const context = Uint32Array.from(seq.slice(-ctx));
-    const logits = await lastLogits(model, context, topK);
-    const next = sampleToken(logits, config.temperature, config.sample_top_k, rng);
-    seq.push(next);
-    yield next;
+  const decoder = new Decoder(model, 1, { topK });
+  let run: Generation | null = null;
+  try {
+    run = decoder.start([encode(config.prompt)], config.tokens, {
+      temperature: config.temperature,
+      topK: config.sample_top_k,
+      seed: config.seed,
+    });
+    while (run.done < run.length) {
+      const from = run.done;
+      run.advance(Math.min(GENERATE_CHUNK, run.length - from));
+      const [tokens] = await run.read(from, run.done);
+      yield* tokens;
+    }
+  } finally {
+    run?.release();
+    decoder.release();
   }
 }
 

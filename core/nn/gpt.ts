@@ -53,6 +53,18 @@ export interface ForwardOptions {
   onExpertCounts?: (layer: number, counts: Tensor) => void;
   /** Run the MoE path even at topK = E (it equals the dense path: for checks). */
   forceSparse?: boolean;
+  /**
+   * Replaces layer i's causal self-attention over its own qkv (B, T, 3C) →
+   * (B, T, C): the KV-cache decode (core/nn/decode.ts) attends over cached
+   * keys and values instead, and fills the cache during the prefill.
+   */
+  attention?: (qkv: Tensor, layer: number) => Tensor;
+  /**
+   * Wraps or replaces layer i's FFN on its input m = ln_2(x) (B, T, C) →
+   * (B, T, C); `own` runs the model's FFN (e.g. to tag its kernels in a
+   * profile, or to use a decode-specific kernel instead).
+   */
+  ffn?: (m: Tensor, layer: number, own: (m: Tensor) => Tensor) => Tensor;
 }
 
 /** The GPT of SPEC 4 with its parameters on the GPU. */
@@ -151,16 +163,23 @@ export class GPT {
     const c = this.config;
     const a = layerNorm(x, this.p(h + "ln_1.weight"), this.#lnb(h + "ln_1.bias"));
     const qkv = linear(a, this.p(h + "attn.c_attn.weight"), this.#b(h + "attn.c_attn.bias")); // (B, T, 3C)
-    const y = attention(qkv, c.n_head); // (B, T, C)
+    const y = opts.attention ? opts.attention(qkv, i) : attention(qkv, c.n_head); // (B, T, C)
     x = add(x, linear(y, this.p(h + "attn.c_proj.weight"), this.#b(h + "attn.c_proj.bias")));
     const m = layerNorm(x, this.p(h + "ln_2.weight"), this.#lnb(h + "ln_2.bias"));
+    const own = (m: Tensor) => this.#ffn(m, i, probe, topK, opts);
+    return add(x, opts.ffn ? opts.ffn(m, i, own) : own(m));
+  }
+
+  /** Layer i's FFN on m = ln_2(x) (B, T, C): dense, or the top-k experts of an MoE layer. */
+  #ffn(m: Tensor, i: number, probe?: FfnProbe, topK?: number, opts: ForwardOptions = {}): Tensor {
+    const h = `transformer.h.${i}.`;
     if (this.moe && topK !== undefined && (topK < this.moe.experts || opts.forceSparse)) {
-      return add(x, this.#sparseFfn(m, i, topK, opts.onExpertCounts));
+      return this.#sparseFfn(m, i, topK, opts.onExpertCounts);
     }
     const pre = linear(m, this.p(h + "mlp.c_fc.weight"), this.#b(h + "mlp.c_fc.bias")); // (B, T, d_ff)
-    const act = c.activation === "gelu" ? gelu(pre) : relu(pre);
+    const act = this.config.activation === "gelu" ? gelu(pre) : relu(pre);
     probe?.(act, m, i);
-    return add(x, linear(act, this.p(h + "mlp.c_proj.weight"), this.#b(h + "mlp.c_proj.bias")));
+    return linear(act, this.p(h + "mlp.c_proj.weight"), this.#b(h + "mlp.c_proj.bias"));
   }
 
   /**
@@ -213,10 +232,15 @@ export class GPT {
       }
       : undefined;
     for (let i = 0; i < c.n_layer; i++) x = this.block(x, i, probe, opts.topK, opts);
-    x = layerNorm(x, this.p("transformer.ln_f.weight"), this.#lnb("transformer.ln_f.bias"));
-    const logits = linear(x, this.p("transformer.wte.weight"), null); // (B, T, V), tied
+    const logits = this.head(x); // (B, T, V)
     const loss = targets ? crossEntropy(logits, targets) : null;
     return { logits, loss, actRatio };
+  }
+
+  /** The output head: ln_f, then the projection tied to wte. (B, T, C) → (B, T, V) logits. */
+  head(x: Tensor): Tensor {
+    x = layerNorm(x, this.p("transformer.ln_f.weight"), this.#lnb("transformer.ln_f.bias"));
+    return linear(x, this.p("transformer.wte.weight"), null); // (B, T, V), tied
   }
 
   /** Releases parameters and cached position ids. */
