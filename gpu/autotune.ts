@@ -24,6 +24,8 @@ import {
   type MatmulConfig,
   matmulKernel,
   type MatmulShape,
+  SMALL_M_MATMUL_CONFIG,
+  SMALL_M_ROWS,
   SMALL_MATMUL_CONFIG,
   TEXTURE_MIN_MACS,
   textureDesignSupported,
@@ -179,10 +181,13 @@ export function matmulChoice(g: Gpu): MatmulChoice {
 
 /**
  * The config of `matmulChoice` for a matmul of `macs` multiply-adds (all
- * batches): a texture-design choice gives way to `SMALL_MATMUL_CONFIG`
- * below `TEXTURE_MIN_MACS`, where dispatch overhead dominates.
+ * batches) and `rows` output rows: a texture-design choice gives way to
+ * `SMALL_MATMUL_CONFIG` below `TEXTURE_MIN_MACS`, where dispatch overhead
+ * dominates, and any choice to `SMALL_M_MATMUL_CONFIG` for at most
+ * `SMALL_M_ROWS` rows.
  */
-export function matmulConfig(g: Gpu, macs = Infinity): MatmulConfig {
+export function matmulConfig(g: Gpu, macs = Infinity, rows = Infinity): MatmulConfig {
+  if (rows <= SMALL_M_ROWS) return SMALL_M_MATMUL_CONFIG;
   const config = matmulChoice(g).config;
   return config.design === "texture" && macs < TEXTURE_MIN_MACS ? SMALL_MATMUL_CONFIG : config;
 }

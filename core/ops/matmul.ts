@@ -47,9 +47,13 @@ export interface LinearOptions {
   kernel?: MatmulDesign | MatmulConfig;
 }
 
-/** The forced config, else the autotuned one for a product of `macs` multiply-adds. */
-function resolveConfig(k: MatmulDesign | MatmulConfig | undefined, macs: number): MatmulConfig {
-  if (k === undefined) return matmulConfig(gpu(), macs);
+/** The forced config, else the autotuned one for `rows` output rows and `macs` multiply-adds. */
+function resolveConfig(
+  k: MatmulDesign | MatmulConfig | undefined,
+  macs: number,
+  rows: number,
+): MatmulConfig {
+  if (k === undefined) return matmulConfig(gpu(), macs, rows);
   return typeof k === "string" ? DEFAULT_MATMUL_CONFIGS[k] : k;
 }
 
@@ -100,7 +104,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   }
   const batch = numel(batchDims);
   const k = ka;
-  const config = resolveConfig(opts.kernel, batch * m * k * n);
+  const config = resolveConfig(opts.kernel, batch * m * k * n, m);
   const out = empty([...batchDims, m, n]); // (..., M, N)
   matmulKernel(gpu(), out.buffer, a.buffer, b.buffer, bias?.buffer ?? null, {
     m,
@@ -204,7 +208,7 @@ export function linear(
     );
   }
   const rowCount = numel(x.shape.slice(0, -1));
-  const config = resolveConfig(opts.kernel, rowCount * nIn * nOut);
+  const config = resolveConfig(opts.kernel, rowCount * nIn * nOut, rowCount);
   const out = empty([...x.shape.slice(0, -1), nOut]); // (..., out)
   matmulKernel(gpu(), out.buffer, x.buffer, weight.buffer, bias?.buffer ?? null, {
     m: rowCount,

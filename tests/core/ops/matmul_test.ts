@@ -15,6 +15,7 @@ import {
   type MatmulDesign,
   matmulKernel,
   setMatmulTextureLimit,
+  SMALL_M_MATMUL_CONFIG,
 } from "../../../gpu/kernels/matmul.ts";
 import { gpu } from "../../../gpu/runtime.ts";
 import { ShapeError, TensorError } from "../../../core/errors.ts";
@@ -190,7 +191,7 @@ Deno.test("matmul() [texture] splits products whose textures pass the device lim
 });
 
 Deno.test("matmul() is correct with every autotune candidate tile", async () => {
-  for (const config of MATMUL_CANDIDATES) {
+  for (const config of [...MATMUL_CANDIDATES, SMALL_M_MATMUL_CONFIG]) {
     await check({ ...base, m: 33, k: 65, n: 17, transB: true, bias: true }, config, true);
     await check({ ...base, batch: [2], m: 7, k: 13, n: 5, transA: true }, config, true);
   }
