@@ -31,3 +31,21 @@ export function snakeKeys(opts: Record<string, unknown>): Record<string, unknown
   }
   return out;
 }
+
+/** Parses "1,2,4" into positive integers (a usage error otherwise). */
+export function intListArg(value: string): number[] {
+  const parts = value.split(",").map((s) => s.trim());
+  if (parts.some((s) => s === "")) {
+    throw new InvalidArgumentError(
+      `expected a comma-separated list of positive integers, got "${value}"`,
+    );
+  }
+  return parts.map((s) => {
+    if (!/^\+?\d+$/.test(s) || Number(s) < 1 || !Number.isSafeInteger(Number(s))) {
+      throw new InvalidArgumentError(
+        `expected a comma-separated list of positive integers, got "${value}"`,
+      );
+    }
+    return Number(s);
+  });
+}

@@ -8,12 +8,15 @@
 import { Command } from "commander";
 import denoJson from "../deno.json" with { type: "json" };
 import { processIo, reportError, runCli } from "./_run.ts";
+import { benchCommand } from "./bench.ts";
+import { demoCommand } from "./demo.ts";
 import { deviceCommand } from "./device.ts";
 import { evalCommand } from "./eval.ts";
 import { generateCommand } from "./generate.ts";
 import { inspectCommand } from "./inspect.ts";
 import { moefyCommand } from "./moefy.ts";
 import { profileCommand } from "./profile.ts";
+import { reportCommand } from "./report.ts";
 import { trainCommand } from "./train.ts";
 
 /** Global flags, accepted before or after the subcommand. */
@@ -41,12 +44,15 @@ export function buildProgram(): Command {
       const flags = thisCommand.opts<GlobalFlags>();
       if (!flags.autotune) disableAutotune();
     });
+  program.addCommand(benchCommand());
+  program.addCommand(demoCommand());
   program.addCommand(deviceCommand());
   program.addCommand(evalCommand());
   program.addCommand(generateCommand());
   program.addCommand(inspectCommand());
   program.addCommand(moefyCommand());
   program.addCommand(profileCommand());
+  program.addCommand(reportCommand());
   program.addCommand(trainCommand());
   return program;
 }

@@ -10,6 +10,7 @@ import {
   runTrain,
   savedTrainConfig,
   type StepMetrics,
+  type TrainHooks,
   type TrainSummary,
 } from "../pipelines/train.ts";
 import { FAMILIES } from "../pipelines/profile_step.ts";
@@ -99,14 +100,16 @@ function fmtDuration(s: number): string {
   return m > 0 ? `${m}m${String(Math.round(s % 60)).padStart(2, "0")}s` : `${s.toFixed(1)}s`;
 }
 
-async function trainWithProgress(
-  config: TrainConfig,
-  opts: { resume: string | null; profile?: boolean; json?: boolean },
-): Promise<TrainSummary> {
+/**
+ * Progress on stderr for a training run of `steps` steps: a redrawn bar on a
+ * terminal, else a line at the first step, every 5% and at least every 15 s.
+ * Shared by `ssd train` and `ssd demo`.
+ */
+export function progressHooks(steps: number): TrainHooks & { err(s: string): void; tty: boolean } {
   const enc = new TextEncoder();
   const err = (s: string) => Deno.stderr.writeSync(enc.encode(s));
   const tty = Deno.stderr.isTerminal();
-  const every = Math.max(1, Math.floor(config.steps / 20));
+  const every = Math.max(1, Math.floor(steps / 20));
   let lastDraw = 0;
   let lastVal = "";
   const t0 = performance.now();
@@ -119,25 +122,35 @@ async function trainWithProgress(
     const line = `step ${m.step}/${total} | loss ${m.loss.toFixed(4)}${lastVal} | ` +
       `${Math.round(m.tokens_per_s)} tok/s | ${m.ms_per_step.toFixed(0)} ms/step | ` +
       `ETA ${fmtDuration(eta)}`;
+    const now = performance.now();
     if (tty) {
-      const now = performance.now();
       if (now - lastDraw > 100 || m.step === total) {
         const bar = "#".repeat(Math.round((20 * m.step) / total)).padEnd(20, ".");
         err(`\r\x1b[K[${bar}] ${line}`);
         lastDraw = now;
       }
-    } else {
-      // Logs: the first step, every 5% of the run, and at least every 15 s.
-      const now = performance.now();
-      if (
-        m.step === firstStep + 1 || m.step % every === 0 || m.step === total ||
-        now - lastDraw > 15000
-      ) {
-        err(line + "\n");
-        lastDraw = now;
-      }
+    } else if (
+      m.step === firstStep + 1 || m.step % every === 0 || m.step === total ||
+      now - lastDraw > 15000
+    ) {
+      err(line + "\n");
+      lastDraw = now;
     }
   };
+  return {
+    err,
+    tty,
+    onStep,
+    onEval: (_step, r) => (lastVal = ` | val ${r.nll.toFixed(4)}`),
+    log: (l) => err((tty ? "\r\x1b[K" : "") + l + "\n"),
+  };
+}
+
+async function trainWithProgress(
+  config: TrainConfig,
+  opts: { resume: string | null; profile?: boolean; json?: boolean },
+): Promise<TrainSummary> {
+  const { err, tty, ...hooks } = progressHooks(config.steps);
   const controller = new AbortController();
   const onSigint = () => {
     err("\nssd: interrupted: saving a checkpoint after this step\n");
@@ -150,11 +163,7 @@ async function trainWithProgress(
       resume: opts.resume,
       profile: opts.profile,
       signal: controller.signal,
-      hooks: {
-        onStep,
-        onEval: (_step, r) => (lastVal = ` | val ${r.nll.toFixed(4)}`),
-        log: (l) => err((tty ? "\r\x1b[K" : "") + l + "\n"),
-      },
+      hooks,
     });
   } finally {
     Deno.removeSignalListener("SIGINT", onSigint);

@@ -61,6 +61,7 @@
  * the GPU until one `readAll` (one host wait per chunk); the statistics are
  * then accumulated on the host in one pass over the chunk.
  */
+import { writeFileAtomic } from "../core/atomic_write.ts";
 import { resolve } from "node:path";
 import { META_CONFIG, readHeader, readSsdMetadata } from "../core/checkpoint.ts";
 import { BROWN_SOURCE } from "../core/corpus_brown.ts";
@@ -499,18 +500,6 @@ export function npyBytes(data: Float32Array | Int32Array, shape: number[]): Uint
   return out;
 }
 
-/** Writes `bytes` to `path` through a temporary file and a rename (never half a file). */
-async function writeAtomic(path: string, bytes: Uint8Array): Promise<void> {
-  const tmp = `${path}.tmp-${Deno.pid}`;
-  try {
-    await Deno.writeFile(tmp, bytes);
-    await Deno.rename(tmp, path);
-  } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
-}
-
 /** `runs/a/ckpt-500.safetensors` → `00_ckpt-500` (the index keeps equal file names apart). */
 function fileStem(index: number, path: string): string {
   const base = path.split(/[\\/]/).pop()!.replace(/\.safetensors$/, "");
@@ -663,12 +652,12 @@ export async function runProfile(
       const fire = new Float32Array(L * d_ff);
       firing[ci].forEach((f, l) => fire.set(f, l * d_ff));
       const files = { firing: `${stem}.firing.npy`, experts: null as string | null };
-      await writeAtomic(resolve(config.out, files.firing), npyBytes(fire, [L, d_ff]));
+      await writeFileAtomic(resolve(config.out, files.firing), npyBytes(fire, [L, d_ff]));
       if (pairs) {
         const lab = new Int32Array(L * d_ff);
         labels[ci].forEach((a, l) => lab.set(a, l * d_ff));
         files.experts = `${stem}.experts.npy`;
-        await writeAtomic(resolve(config.out, files.experts), npyBytes(lab, [L, d_ff]));
+        await writeFileAtomic(resolve(config.out, files.experts), npyBytes(lab, [L, d_ff]));
       }
       p.files = files;
     }
@@ -676,7 +665,7 @@ export async function runProfile(
   report.timing.total_s = (performance.now() - t0) / 1000;
   if (config.out !== null) {
     const json = new TextEncoder().encode(JSON.stringify(report, null, 2) + "\n");
-    await writeAtomic(resolve(config.out, "profile.json"), json);
+    await writeFileAtomic(resolve(config.out, "profile.json"), json);
   }
   return report;
 }

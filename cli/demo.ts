@@ -1,0 +1,141 @@
+/**
+ * `ssd demo` (`deno task demo`): the main job on the embedded corpus: SSD
+ * training, profile, bench and report in one run (pipelines/demo.ts). Takes
+ * `ssd train`'s model and schedule flags to change the demo's config;
+ * progress on stderr, at the end where every output went (`--json`: one
+ * JSON document).
+ */
+import { Command, Option } from "commander";
+import { type DemoResult, runDemo } from "../pipelines/demo.ts";
+import { intArg, intListArg, numArg, snakeKeys } from "./_flags.ts";
+import { progressHooks } from "./train.ts";
+
+interface DemoFlags {
+  json?: boolean;
+  benchBatch?: number[];
+  benchTokens?: number;
+  [key: string]: unknown;
+}
+
+/** Builds the `demo` subcommand. */
+export function demoCommand(): Command {
+  return new Command("demo")
+    .description(
+      "the main job end to end on the embedded Brown corpus: train with the SSD schedule, " +
+        "profile the checkpoints, bench the final model dense vs MoE, write <out>/report.html",
+    )
+    .option("--preset <name>", "model and run preset: default or tiny")
+    .option("--steps <n>", "optimizer steps (default 1500)", intArg)
+    .option("--out <dir>", "run folder (default runs/demo)")
+    .option("--seed <n>", "seed of init and data order (default 1337)", intArg)
+    .option("--batch-size <n>", "sequences per step (default 8)", intArg)
+    .option("--save-every <n>", "checkpoint every N steps, profiled later (default 300)", intArg)
+    .option("--eval-every <n>", "validation every N steps (default 250)", intArg)
+    .option("--val-tokens <n>", "validation tokens of the final losses (default 65536)", intArg)
+    .addOption(
+      new Option("--schedule <kind>", "dense, sparse or ssd (default ssd)")
+        .choices(["dense", "sparse", "ssd"]),
+    )
+    .option("--experts <E>", "experts per FFN layer (default 16)", intArg)
+    .option("--top-k <k>", "experts per token in sparse phases (default E/4)", intArg)
+    .option("--monitor-every <n>", "steps between stability checks (default 100)", intArg)
+    .option("--stable-threshold <x>", "partition ARI that counts as stable (default 0.85)", numArg)
+    .option("--patience <n>", "stable checks in a row that switch to sparse (default 2)", intArg)
+    .option("--sparse-steps <n>", "steps of a sparse phase (default 400)", intArg)
+    .option("--final-dense <n>", "last steps always dense (default 10% of the run)", intArg)
+    .option("--bench-batch <list>", "decode batches of the bench besides 1 (default 8)", intListArg)
+    .option("--bench-tokens <n>", "validation tokens of the bench's loss per k", intArg)
+    .option("--json", "print the outputs and headline figures as one JSON document")
+    .action(async (flags: DemoFlags) => {
+      const { json, benchBatch, benchTokens, ...rest } = flags;
+      const train = snakeKeys(rest);
+      const progress = progressHooks(Number(train.steps ?? 1500));
+      const result = await runDemo({
+        train,
+        bench_batch: benchBatch,
+        bench_tokens: benchTokens,
+        log: progress.log,
+        trainHooks: progress,
+      });
+      console.log(json ? JSON.stringify(demoJson(result), null, 2) : formatDemo(result));
+    });
+}
+
+/** Headline figures: final losses, FLOPs, and the bench's dense and trained-k rows. */
+function headline(r: DemoResult) {
+  const t = r.train;
+  const k = t.val_moe?.k ?? r.bench.rows.find((row) => row.top_k !== null)?.top_k ?? null;
+  const dense = r.bench.rows[0];
+  const moe = r.bench.rows.find((row) => row.top_k === k) ?? null;
+  return { t, k, dense, moe };
+}
+
+/** The `--json` document. */
+export function demoJson(r: DemoResult): Record<string, unknown> {
+  const { t, k, dense, moe } = headline(r);
+  return {
+    out: r.out,
+    files: r.files,
+    seconds: r.seconds,
+    train: {
+      steps: t.step,
+      val_loss: t.val?.nll ?? null,
+      val_loss_moe: t.val_moe?.nll ?? null,
+      top_k: k,
+      ffn_flops_ratio: t.accounting.flops_ratio,
+      sparse_share: t.accounting.sparse.share,
+      switches: t.switches,
+    },
+    bench: { dense, moe },
+  };
+}
+
+function pct(x: number): string {
+  return `${(100 * x).toFixed(1)}%`;
+}
+
+/** Where everything went, then the headline numbers. */
+export function formatDemo(r: DemoResult): string {
+  const { t, k, dense, moe } = headline(r);
+  const s = r.seconds;
+  const row = (label: string, text: string) => `${label.padEnd(12)}${text}`;
+  const lines = [
+    row("run", r.out),
+    row("metrics", r.files.metrics),
+    row("checkpoints", r.files.checkpoints.join(", ")),
+    row("profile", `${r.files.profile}/`),
+    row("bench", r.files.bench),
+    row("report", r.files.report),
+    "",
+    row(
+      "time",
+      `${s.total.toFixed(0)} s (train ${s.train.toFixed(0)}, profile ${s.profile.toFixed(0)}, ` +
+        `bench ${s.bench.toFixed(0)}, report ${s.report.toFixed(1)})`,
+    ),
+    row(
+      "schedule",
+      `${t.switches.length} switches, sparse ${pct(t.accounting.sparse.share)} of steps, ` +
+        `FFN FLOPs ${t.accounting.flops_ratio.toFixed(2)}x dense`,
+    ),
+  ];
+  if (t.val) lines.push(row("val loss", `dense ${t.val.nll.toFixed(4)} nats/token`));
+  if (t.val_moe) {
+    const gap = pct(t.val_moe.nll / t.val!.nll - 1);
+    lines.push(row("", `MoE k=${t.val_moe.k} ${t.val_moe.nll.toFixed(4)} (${gap} vs dense)`));
+  }
+  if (moe) {
+    const b1 = (row: typeof dense) => row.decode.find((d) => d.batch === 1);
+    const [db, mb] = [b1(dense), b1(moe)];
+    if (db && mb) {
+      const ratio = (mb.ms_per_token / db.ms_per_token).toFixed(2);
+      lines.push(
+        row(
+          "decode b=1",
+          `dense ${db.ms_per_token.toFixed(1)} ms/token, MoE k=${k} ` +
+            `${mb.ms_per_token.toFixed(1)} (${ratio}x)`,
+        ),
+      );
+    }
+  }
+  return lines.join("\n");
+}

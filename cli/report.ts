@@ -1,0 +1,85 @@
+/**
+ * `ssd report RUN_DIR... [-o FILE] [--svg DIR] [--bench FILE.json ...]`:
+ * one self-contained HTML page with plots of training runs (loss, activation
+ * ratio, pattern similarity, throughput, FFN FLOPs) and, with `ssd bench
+ * --json` files, speed and loss per k. Prints where it went, or with
+ * `--json` one JSON document.
+ */
+import { Command } from "commander";
+import { DEFAULT_REPORT_CONFIG, type ReportResult, runReport } from "../pipelines/report.ts";
+
+/** Options of `ssd report`, as commander parses them. */
+export interface ReportFlags {
+  /** The HTML file to write. */
+  out: string;
+  /** Folder for one SVG per plot. */
+  svg?: string;
+  /** `ssd bench --json` files. */
+  bench?: string[];
+  /** Print one JSON document. */
+  json?: boolean;
+}
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+/** Builds the `report` subcommand. */
+export function reportCommand(): Command {
+  return new Command("report")
+    .description(
+      "write one self-contained HTML page (inline SVG plots, no script, no network) comparing " +
+        "training runs: loss and validation loss, activation ratio per layer, pattern " +
+        "similarity with the switch threshold, tokens/s and FFN FLOPs vs step, sparse phases " +
+        "shaded; with --bench, inference speed and loss per top-k",
+    )
+    .argument("<run_dirs...>", "folders written by ssd train --out (each with metrics.jsonl)")
+    .option("-o, --out <file>", "the HTML file to write", DEFAULT_REPORT_CONFIG.out)
+    .option("--svg <dir>", "also write each plot as <dir>/<plot>.svg")
+    .option(
+      "--bench <file>",
+      "an ssd bench --json output to plot per k (repeat for several checkpoints)",
+      collect,
+    )
+    .option("--json", "print one JSON document (file written, plots, runs) on stdout")
+    .action(async (runDirs: string[], flags: ReportFlags) => {
+      const result = await runReport({
+        runs: runDirs,
+        out: flags.out,
+        svg_dir: flags.svg ?? null,
+        bench: flags.bench ?? [],
+      });
+      console.log(flags.json ? JSON.stringify(reportJson(result)) : formatReport(result));
+    });
+}
+
+/** The `--json` document. */
+export function reportJson(r: ReportResult): Record<string, unknown> {
+  return {
+    out: r.out,
+    bytes: r.bytes,
+    plots: r.plots,
+    skipped: r.skipped,
+    svg: r.svg,
+    runs: r.runs,
+    bench: r.bench,
+    ms: Math.round(r.ms),
+  };
+}
+
+/** The human-readable lines of `ssd report`. */
+export function formatReport(r: ReportResult): string {
+  const kb = (r.bytes / 1024).toFixed(0);
+  const lines = [
+    `wrote ${r.out} (${kb} KiB, ${r.plots.length} plots, ${r.runs.length} run${
+      r.runs.length === 1 ? "" : "s"
+    }${r.bench.length ? `, ${r.bench.length} bench file${r.bench.length === 1 ? "" : "s"}` : ""})`,
+  ];
+  for (const run of r.runs) {
+    const val = run.val_loss === null ? "unfinished" : `val loss ${run.val_loss.toFixed(4)}`;
+    lines.push(`  ${run.label}: ${run.steps} steps, ${val}`);
+  }
+  for (const s of r.skipped) lines.push(`  no ${s.id} plot: ${s.reason}`);
+  if (r.svg.length > 0) lines.push(`plots as SVG: ${r.svg.join(", ")}`);
+  return lines.join("\n");
+}
