@@ -67,9 +67,24 @@ function guessBackend(): string {
   }
 }
 
+/**
+ * Mesa's Vulkan loader warns on every start without XDG_RUNTIME_DIR (CI
+ * containers, cron); compute needs no display, so any writable folder does.
+ * Set here, before the first adapter request, because `deno task`'s shell
+ * has no `${VAR:-default}` to do it in deno.json.
+ */
+function ensureRuntimeDir(): void {
+  try {
+    if (!Deno.env.get("XDG_RUNTIME_DIR")) Deno.env.set("XDG_RUNTIME_DIR", "/tmp");
+  } catch {
+    // Without --allow-env the warning stays: harmless.
+  }
+}
+
 /** Returns the adapter or null; never throws for "no adapter". */
 export async function requestAdapter(): Promise<GPUAdapter | null> {
   if (typeof navigator === "undefined" || !("gpu" in navigator)) return null;
+  ensureRuntimeDir();
   try {
     return await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
   } catch {
