@@ -56,7 +56,7 @@
  * offsets (returning at once past offsets[E]). Invocation id = rowTile ·
  * colTiles + colTile.
  *
- * Operands W1ᵀ, W2ᵀ, act and Y live in one of two designs:
+ * Operands W1ᵀ, W2ᵀ, act and Y live in one of three designs:
  * - "texture": rgba32float storage textures (read-only where read: on
  *   llvmpipe a texel load costs ~0.9 ns against ~3 ns for a storage-buffer
  *   vec4, see `matmul.ts`). act and Y fold 2^sh logical rows into one
@@ -66,6 +66,8 @@
  * - "buffer": the same texels in vec4 storage buffers, row-major (sh = 0),
  *   for adapters without read-only storage textures or sizes past the
  *   texture limit. Pool temporaries.
+ * - "hybrid" (the training step's): W1ᵀ, W2ᵀ in textures, act and Y in
+ *   buffers, which the training op keeps for its backward.
  * x (the FFN input) is read straight from its buffer through `rows` by the
  * up kernel: a gather pass into a texture cost more (~20 ns per texel
  * written on llvmpipe) than the slower loads it saved.
@@ -100,8 +102,26 @@ export const MOE_EMPTY_ROW = 0xffffffff;
 /** Threads per workgroup of every MoE kernel. */
 export const MOE_WG = 64;
 
-/** Where the grouped operands live: storage textures, or vec4 storage buffers. */
-export type MoeDesign = "texture" | "buffer";
+/**
+ * Where the grouped operands live: storage textures, vec4 storage buffers,
+ * or "hybrid": the packed weights in textures, act and Y in buffers (the
+ * training step keeps act and Y for its backward, so they cannot live in
+ * scratch textures, but the weights, read by every row tile, can).
+ */
+export type MoeDesign = "texture" | "buffer" | "hybrid";
+
+/** Storage of one operand. */
+type Store = "texture" | "buffer";
+
+/** Where a design keeps the packed weights W1ᵀ, W2ᵀ (the B operands). */
+export function weightStore(d: MoeDesign): Store {
+  return d === "buffer" ? "buffer" : "texture";
+}
+
+/** Where a design keeps the grouped rows act and Y. */
+export function operandStore(d: MoeDesign): Store {
+  return d === "texture" ? "texture" : "buffer";
+}
 
 /** Activation codes of the `ACT` override (as `activation.ts`). */
 export const MOE_ACTIVATION = { relu: 0, gelu: 1 } as const;
@@ -277,7 +297,7 @@ export function moePlanKernel(
 
 // A folded texel matrix: logical row r, texel t sits at ((r & mask)·w + t, r >> sh).
 // The buffer design uses the same params with sh = 0 (plain row-major).
-function readOperand(design: MoeDesign, binding: number, v: string, fn: string, f: string): string {
+function readOperand(design: Store, binding: number, v: string, fn: string, f: string): string {
   const decl = design === "texture"
     ? `var ${v}: texture_storage_2d<rgba32float, read>;`
     : `var<storage, read> ${v}: array<vec4f>;`;
@@ -291,7 +311,7 @@ fn ${fn}(c: vec2u, t: u32) -> vec4f { ${body} }`;
 }
 
 function writeOperand(
-  design: MoeDesign,
+  design: Store,
   binding: number,
   v: string,
   fn: string,
@@ -336,7 +356,7 @@ function pushFold(p: Params, f: Fold): Params {
  * cannot fit a `limit`-sized texture.
  */
 export function foldFor(design: MoeDesign, rows: number, w: number, limit: number): Fold | null {
-  if (design === "buffer") return { w, sh: 0, width: w, height: rows };
+  if (operandStore(design) === "buffer") return { w, sh: 0, width: w, height: rows };
   if (w > limit) return null;
   const sh = Math.floor(Math.log2(Math.floor(limit / w)));
   const height = Math.max(1, ceilDiv(rows, 2 ** sh));
@@ -360,7 +380,7 @@ override MODE: u32 = 0u;
 struct P { n: u32, width: u32, C: u32, dff: u32, s: u32, sp4: u32, nx: u32,
   ${foldFields("d")} }
 @group(0) @binding(0) var<storage, read> w: array<f32>;
-${writeOperand(design, 1, "dst", "stW", "d")}
+${writeOperand(weightStore(design), 1, "dst", "stW", "d")}
 @group(1) @binding(0) var<uniform> p: P;
 
 @compute @workgroup_size(${MOE_WG})
@@ -410,7 +430,7 @@ export function moePackWeightsKernel(
   const n = fold.width * fold.height;
   const [nx, ny] = grid1d(ceilDiv(n, MOE_WG));
   g.recorder.dispatch({
-    kernel: kernel(`moe.pack_w_${design}`, () => packWgsl(design)),
+    kernel: kernel(`moe.pack_w_${weightStore(design)}`, () => packWgsl(design)),
     constants: { MODE: mode === "fc" ? 0 : 1 },
     buffers: [w, dst],
     params: pushFold(
@@ -463,7 +483,7 @@ function tileLoop(tn4: number, bx: string, by: string): string {
 }
 
 // B is read at absolute texel coordinates: ldB(vec2u(x, y), 0).
-function readB(design: MoeDesign, binding: number): string {
+function readB(design: Store, binding: number): string {
   const decl = design === "texture"
     ? `var wb: texture_storage_2d<rgba32float, read>;`
     : `var<storage, read> wb: array<vec4f>;`;
@@ -505,11 +525,11 @@ struct P { colTiles: u32, threads: u32, nx: u32, E: u32, K4: u32, s: u32, sp4: u
   bWidth: u32, C: u32, k: u32, nk: u32, xStride: u32, ${foldFields("d")} }
 @group(0) @binding(0) var<storage, read> x: array<${vecX ? "vec4f" : "f32"}>;
 @group(0) @binding(1) var<storage, read> rows: array<u32>;
-${readB(design, 2)}
+${readB(weightStore(design), 2)}
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> counts: array<u32>;
 @group(0) @binding(5) var<storage, read> offsets: array<u32>;
-${writeOperand(design, 6, "act", "stAct", "d")}
+${writeOperand(operandStore(design), 6, "act", "stAct", "d")}
 @group(1) @binding(0) var<uniform> p: P;
 ${upInput(vecX)}
 ${EXPERT_OF}
@@ -556,10 +576,10 @@ function downWgsl(design: MoeDesign, tn4: number): string {
 const TM = ${MOE_ROW_TILE}u;
 struct P { colTiles: u32, threads: u32, nx: u32, E: u32, K4: u32, sp: u32, C4: u32,
   bWidth: u32, ${foldFields("a")}, ${foldFields("d")} }
-${readOperand(design, 0, "act", "ldA", "a")}
-${readB(design, 1)}
+${readOperand(operandStore(design), 0, "act", "ldA", "a")}
+${readB(weightStore(design), 1)}
 @group(0) @binding(2) var<storage, read> offsets: array<u32>;
-${writeOperand(design, 3, "y", "stY", "d")}
+${writeOperand(operandStore(design), 3, "y", "stY", "d")}
 @group(1) @binding(0) var<uniform> p: P;
 ${EXPERT_OF}
 
@@ -691,7 +711,7 @@ function combineWgsl(design: MoeDesign, vecOut: boolean): string {
   return /* wgsl */ `
 override HAS_BIAS: bool = false;
 struct P { n: u32, C: u32, C4: u32, k: u32, chunks: u32, nx: u32, ${foldFields("a")} }
-${readOperand(design, 0, "y", "ldA", "a")}
+${readOperand(operandStore(design), 0, "y", "ldA", "a")}
 @group(0) @binding(1) var<storage, read> pos: array<u32>;
 @group(0) @binding(2) var<storage, read> bias: array<${elem}>;
 @group(0) @binding(3) var<storage, read_write> out: array<${elem}>;
@@ -742,7 +762,7 @@ export function moeCombineKernel(
   const [nx, ny] = grid1d(ceilDiv(n, MOE_WG));
   g.recorder.dispatch({
     kernel: kernel(
-      `moe.combine_${design}${vecOut ? "_v4" : ""}`,
+      `moe.combine_${operandStore(design)}${vecOut ? "_v4" : ""}`,
       () => combineWgsl(design, vecOut),
     ),
     constants: { HAS_BIAS: b2 ? 1 : 0 },
@@ -771,7 +791,10 @@ export function moeFolds(
   const w1 = { w: sz.E * sp4, sh: 0, width: sz.E * sp4, height: C4 * 4 };
   const w2 = { w: C4, sh: 0, width: C4, height: sz.E * sp4 * 4 };
   if (!act || !y) return null;
-  if (design === "texture" && Math.max(w1.width, w1.height, w2.width, w2.height) > limit) {
+  if (
+    weightStore(design) === "texture" &&
+    Math.max(w1.width, w1.height, w2.width, w2.height) > limit
+  ) {
     return null;
   }
   return { w1, w2, act, y };
@@ -810,9 +833,9 @@ export interface MoeWeightBuffers {
 }
 
 /**
- * The design to use: the requested one (default "texture" where WGSL has
- * read-only storage textures), falling back to "buffer" when a texture
- * would pass the device's maxTextureDimension2D.
+ * The design to use: the requested one (callers ask for "texture" or
+ * "hybrid" only where WGSL has read-only storage textures), falling back to
+ * "buffer" when a texture would pass the device's maxTextureDimension2D.
  */
 export function moeDesign(
   g: Gpu,
@@ -821,14 +844,20 @@ export function moeDesign(
 ): { design: MoeDesign; folds: MoeOperands["folds"] } {
   const pmax = moeMaxRows(sz.N, sz.E, sz.k);
   const limit = g.device.limits.maxTextureDimension2D;
-  if (requested === "texture") {
-    const folds = moeFolds("texture", sz, pmax, limit);
-    if (folds) return { design: "texture", folds };
-  }
-  const folds = moeFolds("buffer", sz, pmax, limit)!;
+  const tried = requested === "buffer" ? null : moeFolds(requested, sz, pmax, limit);
+  const design = tried ? requested : "buffer";
+  const folds = tried ?? moeFolds("buffer", sz, pmax, limit)!;
   const maxBytes = g.device.limits.maxStorageBufferBindingSize;
+  const inBuffers = {
+    w1: weightStore(design),
+    w2: weightStore(design),
+    act: operandStore(design),
+    y: operandStore(design),
+  };
   for (const [name, f] of Object.entries(folds)) {
-    if (f.width * f.height * 16 > maxBytes) {
+    if (
+      inBuffers[name as keyof typeof inBuffers] === "buffer" && f.width * f.height * 16 > maxBytes
+    ) {
       throw new GpuError(
         `moeFfn: the ${name} operand (${f.height}x${f.width} vec4) of N ${sz.N}, C ${sz.C}, ` +
           `d_ff ${sz.dff}, E ${sz.E}, k ${sz.k} exceeds the device's storage binding limit ` +
@@ -836,7 +865,7 @@ export function moeDesign(
       );
     }
   }
-  return { design: "buffer", folds };
+  return { design, folds };
 }
 
 /**
@@ -859,7 +888,8 @@ export function moeExpertsKernel(
   const { design, folds } = moeDesign(g, sz, requested);
   const temps: GPUBuffer[] = [];
   const operand = (slot: string, f: Fold): GPUBuffer | GPUTextureView => {
-    if (design === "texture") return scratchTexture(g, "moe", slot, f.width, f.height);
+    const store = slot.startsWith("w") ? weightStore(design) : operandStore(design);
+    if (store === "texture") return scratchTexture(g, "moe", slot, f.width, f.height);
     const b = g.pool.acquire(f.width * f.height * 16, `moe.${slot}`);
     temps.push(b);
     return b;

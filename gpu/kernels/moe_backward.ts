@@ -3,8 +3,10 @@
  * that `moe.ts` lacks. The grouped layout, plan and sizes are `moe.ts`'s
  * (N tokens, C, d_ff = E·s, k, C4 = ⌈C/4⌉, sp4 = ⌈s/4⌉, sp = 4·sp4, pmax
  * grouped rows, expert e's rows [offsets[e], offsets[e] + counts[e]),
- * rows[p] = selection id t·k + j). Grouped operands here are the "buffer"
- * design: row p of a (pmax × w texels) operand at vec4 p·w.
+ * rows[p] = selection id t·k + j). Grouped operands here are in buffers
+ * (the "buffer" and "hybrid" designs): row p of a (pmax × w texels)
+ * operand at vec4 p·w; the packed weights go to a buffer or, in the hybrid
+ * design, to a storage texture.
  *
  * The forward and backward's row-parallel grouped products reuse moe.ts's
  * up / down kernels with other packed B operands (the pack below):
@@ -89,12 +91,20 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 }
 `;
 
-/** WGSL of moe_bw.pack (see the header for both layouts). */
-export const MOE_BW_PACK_WGSL = /* wgsl */ `
+/**
+ * WGSL of moe_bw.pack (see the header for both layouts), into a vec4
+ * buffer or, for the "hybrid" design, an rgba32float storage texture.
+ */
+function bwPackWgsl(texture: boolean): string {
+  const decl = texture
+    ? "var dst: texture_storage_2d<rgba32float, write>;"
+    : "var<storage, read_write> dst: array<vec4f>;";
+  const store = texture ? "textureStore(dst, vec2u(x, y), v);" : "dst[i] = v;";
+  return /* wgsl */ `
 override MODE: u32 = 0u;
 struct P { n: u32, width: u32, C: u32, dff: u32, s: u32, sp4: u32, nx: u32 }
 @group(0) @binding(0) var<storage, read> w: array<f32>;
-@group(0) @binding(1) var<storage, read_write> dst: array<vec4f>;
+@group(0) @binding(1) ${decl}
 @group(1) @binding(0) var<uniform> p: P;
 
 @compute @workgroup_size(${MOE_WG})
@@ -119,9 +129,10 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
       if (j < p.s && c < p.C) { v[q] = w[(e * p.s + j) * p.C + c]; }
     }
   }
-  dst[i] = v;
+  ${store}
 }
 `;
+}
 
 function outerWgsl(vecR: boolean): string {
   const TJ = MOE_OUTER_TJ;
@@ -231,7 +242,10 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 
 const ACT_K = { name: "moe_bw.act", code: MOE_BW_ACT_WGSL };
 const DACT_K = { name: "moe_bw.dact", code: MOE_BW_DACT_WGSL };
-const PACK_K = { name: "moe_bw.pack", code: MOE_BW_PACK_WGSL };
+const PACK_K = {
+  buffer: { name: "moe_bw.pack", code: bwPackWgsl(false) },
+  texture: { name: "moe_bw.pack_texture", code: bwPackWgsl(true) },
+};
 const ROUTER_K = { name: "moe_bw.router", code: MOE_BW_ROUTER_WGSL };
 const OUTER_K = {
   v: { name: "moe_bw.outer_v4", code: outerWgsl(true) },
@@ -296,11 +310,12 @@ export function moeDactKernel(
 /**
  * Records a packed B operand: mode "projUp" (up-kernel layout, E·sp4 × C4·4
  * texels) from c_proj.weight, or "fcDown" (down-kernel layout, C4 × E·sp
- * texels) from c_fc.weight. `dst` holds width·height vec4s.
+ * texels) from c_fc.weight. `dst` holds width·height vec4s (a buffer, or
+ * a texture of at least width × height: "hybrid" design).
  */
 export function moePackBwKernel(
   g: Gpu,
-  dst: GPUBuffer,
+  dst: GPUBuffer | GPUTextureView,
   w: GPUBuffer,
   mode: "projUp" | "fcDown",
   sz: MoeBwSizes,
@@ -312,7 +327,7 @@ export function moePackBwKernel(
   const n = width * height;
   const [nx, ny] = grid1d(ceilDiv(n, MOE_WG));
   g.recorder.dispatch({
-    kernel: PACK_K,
+    kernel: dst instanceof GPUBuffer ? PACK_K.buffer : PACK_K.texture,
     constants: { MODE: mode === "projUp" ? 0 : 1 },
     buffers: [w, dst],
     params: new Params().u32(n).u32(width).u32(sz.C).u32(sz.dff).u32(s).u32(sp4).u32(nx),
