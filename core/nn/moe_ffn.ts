@@ -40,17 +40,16 @@ import {
   textureDesignSupported,
 } from "../../gpu/kernels/matmul.ts";
 import {
-  MOE_ACTIVATION,
   type MoeDesign,
   moeExpertsKernel,
   moeMaxRows,
   moePlanKernel,
 } from "../../gpu/kernels/moe.ts";
 import { gpu } from "../../gpu/runtime.ts";
-import { ConfigError, fmtShape, ShapeError, TensorError } from "../errors.ts";
+import { ConfigError, fmtShape, ShapeError } from "../errors.ts";
+import { checkExperts, checkFfnInputs } from "./ffn_checks.ts";
 import { linear } from "../ops/matmul.ts";
 import { topk } from "../ops/topk.ts";
-import { isGradEnabled } from "../tape.ts";
 import { assertLive, empty, numel, type Tensor } from "../tensor.ts";
 
 export { MOE_EMPTY_ROW, MOE_ROW_TILE, type MoeDesign } from "../../gpu/kernels/moe.ts";
@@ -224,55 +223,8 @@ export function moeFfn(
   opts: MoeFfnOptions = {},
 ): Tensor {
   const op = "moeFfn";
-  const bias = [w.fcB, w.projB].filter((b): b is Tensor => b !== null);
-  const inputs = [h, w.fcW, w.projW, w.router, ...bias];
-  assertLive(op, ...inputs);
-  for (const t of [w.fcW, w.projW, ...bias]) checkF32(op, `weight ${t.name}`, t);
-  if (w.fcW.shape.length !== 2) {
-    throw new ShapeError(`${op}: c_fc weight ${fmtShape(w.fcW.shape)} must be [d_ff, C]`);
-  }
-  const [dff, C] = w.fcW.shape;
-  if (h.shape.length < 2 || h.shape[h.shape.length - 1] !== C) {
-    throw new ShapeError(
-      `${op}: input ${fmtShape(h.shape)} does not match c_fc weight ${fmtShape(w.fcW.shape)}: ` +
-        `need (N, ${C}) or (B, T, ${C})`,
-    );
-  }
-  if (!Number.isInteger(E) || E < 1 || dff % E !== 0) {
-    throw new ConfigError(`${op}: ${E} experts do not divide d_ff ${dff}`);
-  }
-  if (w.router.shape.length !== 2 || w.router.shape[0] !== E || w.router.shape[1] !== C) {
-    throw new ShapeError(
-      `${op}: router ${fmtShape(w.router.shape)} must be [${E}, ${C}] (experts, C)`,
-    );
-  }
-  checkRouting(op, h, w.router, k);
-  if (w.projW.shape.length !== 2 || w.projW.shape[0] !== C || w.projW.shape[1] !== dff) {
-    throw new ShapeError(
-      `${op}: c_proj weight ${fmtShape(w.projW.shape)} must be [${C}, ${dff}] for c_fc weight ` +
-        fmtShape(w.fcW.shape),
-    );
-  }
-  if (w.fcB && !(w.fcB.shape.length === 1 && w.fcB.shape[0] === dff)) {
-    throw new ShapeError(`${op}: c_fc bias ${fmtShape(w.fcB.shape)} must be [${dff}]`);
-  }
-  if (w.projB && !(w.projB.shape.length === 1 && w.projB.shape[0] === C)) {
-    throw new ShapeError(`${op}: c_proj bias ${fmtShape(w.projB.shape)} must be [${C}]`);
-  }
-  if (!(activation in MOE_ACTIVATION)) {
-    throw new ConfigError(`${op}: unknown activation ${activation}: use relu or gelu`);
-  }
-  if (isGradEnabled()) {
-    const t = inputs.find((x) => x.requiresGrad);
-    if (t) {
-      throw new TensorError(
-        `${op}: ${t.name} ${fmtShape(t.shape)} requires a gradient, but the MoE FFN is an ` +
-          `inference path with no backward: run it inside noGrad()`,
-      );
-    }
-  }
-
-  const N = numel(h.shape.slice(0, -1));
+  const [N, C, dff] = checkFfnInputs(op, h, w, activation, [w.router], "the MoE FFN");
+  checkExperts(op, w.router, E, k, C, dff);
   const out = empty(h.shape); // (..., C)
   if (N === 0) return out;
   const route = moeRoute(h, w.router, k);

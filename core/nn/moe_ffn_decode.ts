@@ -32,16 +32,15 @@
  * gradient it throws a TensorError (run it under `noGrad()`).
  */
 import {
-  MOE_DECODE_ACTIVATION,
   MOE_DECODE_MAX_EXPERTS,
   moeDecodeKernel,
   type MoeDecodeStrategy,
 } from "../../gpu/kernels/moe_decode.ts";
 import { MAX_WORKGROUPS_PER_DIM } from "../../gpu/util.ts";
 import { gpu } from "../../gpu/runtime.ts";
-import { ConfigError, fmtShape, ShapeError, TensorError } from "../errors.ts";
-import { isGradEnabled } from "../tape.ts";
-import { assertLive, empty, numel, type Tensor } from "../tensor.ts";
+import { ConfigError, fmtShape, ShapeError } from "../errors.ts";
+import { empty, type Tensor } from "../tensor.ts";
+import { checkExperts, checkFfnInputs } from "./ffn_checks.ts";
 import type { MoeActivation, MoeWeights } from "./moe_ffn.ts";
 
 export { MOE_DECODE_MAX_EXPERTS, type MoeDecodeStrategy } from "../../gpu/kernels/moe_decode.ts";
@@ -61,7 +60,7 @@ export const MOE_DECODE_MAX_TOKENS = MAX_WORKGROUPS_PER_DIM;
 /** The dense FFN tensors (nanoGPT layouts); a `MoeWeights` is one too. */
 export type FfnWeights = Pick<MoeWeights, "fcW" | "fcB" | "projW" | "projB">;
 
-/** Checks the FFN tensors, input, activation and grad mode; returns [N, C, d_ff]. */
+/** The shared FFN checks, plus the decode kernels' token limit; returns [N, C, d_ff]. */
 function checkFfn(
   op: string,
   h: Tensor,
@@ -69,54 +68,12 @@ function checkFfn(
   activation: MoeActivation,
   extra: Tensor[],
 ): [number, number, number] {
-  const bias = [w.fcB, w.projB].filter((b): b is Tensor => b !== null);
-  const inputs = [h, w.fcW, w.projW, ...extra, ...bias];
-  assertLive(op, ...inputs);
-  for (const t of inputs) {
-    if (t.dtype !== "f32") {
-      throw new ShapeError(`${op}: ${t.name} must be f32, got ${t.dtype} ${fmtShape(t.shape)}`);
-    }
-  }
-  if (w.fcW.shape.length !== 2 || w.fcW.shape[0] < 1 || w.fcW.shape[1] < 1) {
-    throw new ShapeError(`${op}: c_fc weight ${fmtShape(w.fcW.shape)} must be [d_ff, C]`);
-  }
-  const [dff, C] = w.fcW.shape;
-  if (h.shape.length < 2 || h.shape[h.shape.length - 1] !== C) {
-    throw new ShapeError(
-      `${op}: input ${fmtShape(h.shape)} does not match c_fc weight ${fmtShape(w.fcW.shape)}: ` +
-        `need (N, ${C}) or (B, T, ${C})`,
-    );
-  }
-  const N = numel(h.shape.slice(0, -1));
+  const [N, C, dff] = checkFfnInputs(op, h, w, activation, extra, "the decode FFN");
   if (N > MOE_DECODE_MAX_TOKENS) {
     throw new ShapeError(
       `${op}: input ${fmtShape(h.shape)} has ${N} tokens, over the decode limit ` +
         `${MOE_DECODE_MAX_TOKENS}: use moeFfn (or linear) for prefill`,
     );
-  }
-  if (w.projW.shape.length !== 2 || w.projW.shape[0] !== C || w.projW.shape[1] !== dff) {
-    throw new ShapeError(
-      `${op}: c_proj weight ${fmtShape(w.projW.shape)} must be [${C}, ${dff}] for c_fc weight ` +
-        fmtShape(w.fcW.shape),
-    );
-  }
-  if (w.fcB && !(w.fcB.shape.length === 1 && w.fcB.shape[0] === dff)) {
-    throw new ShapeError(`${op}: c_fc bias ${fmtShape(w.fcB.shape)} must be [${dff}]`);
-  }
-  if (w.projB && !(w.projB.shape.length === 1 && w.projB.shape[0] === C)) {
-    throw new ShapeError(`${op}: c_proj bias ${fmtShape(w.projB.shape)} must be [${C}]`);
-  }
-  if (!(activation in MOE_DECODE_ACTIVATION)) {
-    throw new ConfigError(`${op}: unknown activation ${activation}: use relu or gelu`);
-  }
-  if (isGradEnabled()) {
-    const t = inputs.find((x) => x.requiresGrad);
-    if (t) {
-      throw new TensorError(
-        `${op}: ${t.name} ${fmtShape(t.shape)} requires a gradient, but the decode FFN is an ` +
-          `inference path with no backward: run it inside noGrad()`,
-      );
-    }
   }
   return [N, C, dff];
 }
@@ -192,22 +149,10 @@ export function moeFfnDecode(
 ): Tensor {
   const op = "moeFfnDecode";
   const [N, C, dff] = checkFfn(op, h, w, activation, [w.router]);
-  if (!Number.isInteger(E) || E < 1 || dff % E !== 0) {
-    throw new ConfigError(`${op}: ${E} experts do not divide d_ff ${dff}`);
-  }
   if (E > MOE_DECODE_MAX_EXPERTS) {
     throw new ConfigError(`${op}: ${E} experts exceed the decode limit ${MOE_DECODE_MAX_EXPERTS}`);
   }
-  if (w.router.shape.length !== 2 || w.router.shape[0] !== E || w.router.shape[1] !== C) {
-    throw new ShapeError(
-      `${op}: router ${fmtShape(w.router.shape)} must be [${E}, ${C}] (experts, C)`,
-    );
-  }
-  if (!Number.isInteger(k) || k < 1 || k > E) {
-    throw new ConfigError(
-      `${op}: top-k ${k} is out of range for ${E} experts: need 1 <= k <= ${E}`,
-    );
-  }
+  checkExperts(op, w.router, E, k, C, dff);
   const out = empty(h.shape); // (..., C)
   moeDecodeKernel(
     gpu(),

@@ -81,6 +81,7 @@ import type { Kernel } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
 import { dummyBuffer } from "../scratch.ts";
 import { ceilDiv, MAX_WORKGROUPS_PER_DIM, Params } from "../util.ts";
+import { MOE_ACTIVATION } from "./moe.ts";
 
 /** Threads per workgroup of the two-pass kernels (one llvmpipe SIMD row). */
 export const MOE_DECODE_WG = 8;
@@ -95,9 +96,6 @@ export const MOE_DECODE_FUSED_WG = 32;
  * and which leave one workgroup for the two cores).
  */
 export const MOE_DECODE_TOKEN_TILE = 4;
-
-/** Activation codes of the `act` param (as `activation.ts`). */
-export const MOE_DECODE_ACTIVATION = { relu: 0, gelu: 1 } as const;
 
 /** Largest expert count of the routed kernels (workgroup memory holds two words per expert). */
 export const MOE_DECODE_MAX_EXPERTS = 1024;
@@ -511,7 +509,7 @@ export function moeDecodeKernel(
   h: GPUBuffer,
   w: MoeDecodeWeights,
   sz: MoeDecodeSizes,
-  activation: keyof typeof MOE_DECODE_ACTIVATION,
+  activation: keyof typeof MOE_ACTIVATION,
   strategy?: MoeDecodeStrategy,
 ): MoeDecodeStrategy {
   const { N, C, dff, E, k } = sz;
@@ -546,7 +544,7 @@ export function moeDecodeKernel(
   }_t${tt}`;
   const params = (cpp: number) =>
     new Params().u32(N).u32(C).u32(C4).u32(s).u32(sp4).u32(k).u32(units).u32(dff).u32(cpp)
-      .u32(E).u32(w.fcB ? 1 : 0).u32(w.projB ? 1 : 0).u32(MOE_DECODE_ACTIVATION[activation]);
+      .u32(E).u32(w.fcB ? 1 : 0).u32(w.projB ? 1 : 0).u32(MOE_ACTIVATION[activation]);
 
   if (plan.kind === "fused") {
     if (fusedBytes(sz, routed) > wgBytes) {

@@ -27,6 +27,7 @@
  * top-k cut k − 1 more (O(k·V), fine for byte vocabularies), the draw two.
  * Bindings: logits (read), out; params in group 1.
  */
+import { ORDER_KEY_WGSL } from "./topk.ts";
 import type { Gpu } from "../runtime.ts";
 import { ceilDiv, grid1d, Params } from "../util.ts";
 
@@ -48,13 +49,7 @@ fn pcg(v: u32) -> u32 {
   return (word >> 22u) ^ word;
 }
 
-fn orderKey(v: f32) -> u32 {
-  var b = bitcast<u32>(v);
-  if (b == 0x80000000u) { b = 0u; }
-  if ((b & 0x80000000u) != 0u) { return ~b; }
-  return b | 0x80000000u;
-}
-
+${ORDER_KEY_WGSL}
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let r = gid.y * p.nx * 64u + gid.x;

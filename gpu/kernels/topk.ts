@@ -22,19 +22,26 @@ import type { Gpu } from "../runtime.ts";
 import { ceilDiv, grid1d, Params } from "../util.ts";
 
 /** WGSL of topk.rows. */
-export const TOPK_WGSL = /* wgsl */ `
-struct P { rows: u32, n: u32, k: u32, nx: u32 }
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<u32>;
-@group(1) @binding(0) var<uniform> p: P;
-
+/**
+ * WGSL: f32 → u32 with the same order (−0 folded into +0), so that
+ * comparisons of keys are exact and ties can be broken by index.
+ */
+export const ORDER_KEY_WGSL = /* wgsl */ `
 fn orderKey(v: f32) -> u32 {
   var b = bitcast<u32>(v);
   if (b == 0x80000000u) { b = 0u; }
   if ((b & 0x80000000u) != 0u) { return ~b; }
   return b | 0x80000000u;
 }
+`;
 
+export const TOPK_WGSL = /* wgsl */ `
+struct P { rows: u32, n: u32, k: u32, nx: u32 }
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<u32>;
+@group(1) @binding(0) var<uniform> p: P;
+
+${ORDER_KEY_WGSL}
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let r = gid.y * p.nx * 64u + gid.x;

@@ -23,7 +23,6 @@
  * summing up to 512·C products.
  */
 import assert from "node:assert/strict";
-import { solve } from "../../_ref/linear_solve.ts";
 import {
   ffnDecode,
   MOE_DECODE_MAX_TOKENS,
@@ -39,6 +38,14 @@ import { tidy, tidyAsync } from "../../../core/scope.ts";
 import { noGrad, tapeSize } from "../../../core/tape.ts";
 import { readAll, type Tensor, tensor } from "../../../core/tensor.ts";
 import { moeDecodeStrategy, moeDecodeTokenTile } from "../../../gpu/kernels/moe_decode.ts";
+import {
+  makeMoeData,
+  type MoeCase,
+  type MoeData,
+  refMoe,
+  refTopk,
+  uploadMoe,
+} from "./_moe_fixtures.ts";
 import { assertAllClose, setupGpu } from "../../_helpers.ts";
 
 const g = await setupGpu();
@@ -54,131 +61,9 @@ function name(s: MoeDecodeStrategy): string {
   return s.kind === "fused" ? `fused/${s.parts}` : s.kind;
 }
 
-// ---- data and float64 reference ------------------------------------------------
-
-interface Case {
-  N: number;
-  C: number;
-  E: number;
-  dff: number;
-  bias: boolean;
-}
-
-interface Data {
-  h: Float32Array; // (N, C)
-  fcW: Float32Array; // (dff, C)
-  fcB: Float32Array | null; // (dff)
-  projW: Float32Array; // (C, dff)
-  projB: Float32Array | null; // (C)
-  router: Float32Array; // (E, C)
-}
-
-/**
- * Random weights, and inputs whose router scores are planted: token t's
- * scores are a random permutation of {0, ..., E−1} − (E−1)/2, via h = z +
- * Rᵀ y with (R Rᵀ) y = s − R z, z random. Needs C ≥ E.
- */
-function makeData(c: Case, seed: number): Data {
-  const rng = new Rng(seed);
-  const { N, C, E, dff } = c;
-  assert.ok(C >= E, "planted scores need C >= E");
-  const R = Float32Array.from(rng.normalArray(E * C, 1));
-  const RRt = new Float64Array(E * E);
-  for (let i = 0; i < E; i++) {
-    for (let j = 0; j < E; j++) {
-      let s = 0;
-      for (let d = 0; d < C; d++) s += R[i * C + d] * R[j * C + d];
-      RRt[i * E + j] = s;
-    }
-  }
-  const h = new Float64Array(N * C);
-  for (let t = 0; t < N; t++) {
-    const z = rng.normalArray(C, 1);
-    const perm = Array.from({ length: E }, (_, i) => i);
-    rng.shuffle(perm);
-    const rhs = new Float64Array(E);
-    for (let e = 0; e < E; e++) {
-      let rz = 0;
-      for (let d = 0; d < C; d++) rz += R[e * C + d] * z[d];
-      rhs[e] = perm[e] - (E - 1) / 2 - rz;
-    }
-    const y = solve(RRt, rhs, E);
-    for (let d = 0; d < C; d++) {
-      let v = z[d];
-      for (let e = 0; e < E; e++) v += R[e * C + d] * y[e];
-      h[t * C + d] = v;
-    }
-  }
-  return {
-    h: Float32Array.from(h),
-    fcW: Float32Array.from(rng.normalArray(dff * C, 0.3)),
-    fcB: c.bias ? Float32Array.from(rng.normalArray(dff, 0.1)) : null,
-    projW: Float32Array.from(rng.normalArray(C * dff, 0.3)),
-    projB: c.bias ? Float32Array.from(rng.normalArray(C, 0.1)) : null,
-    router: R,
-  };
-}
-
-function actFn(a: MoeActivation): (x: number) => number {
-  if (a === "relu") return (x) => Math.max(x, 0);
-  const k0 = Math.sqrt(2 / Math.PI);
-  return (x) => 0.5 * x * (1 + Math.tanh(k0 * (x + 0.044715 * x * x * x)));
-}
-
-/** Top-k expert ids of each token in float64, best first, ties to the lower index. */
-function refTopk(d: Data, c: Case, k: number): number[][] {
-  const { N, C, E } = c;
-  const out: number[][] = [];
-  for (let t = 0; t < N; t++) {
-    const s = Array.from({ length: E }, (_, e) => {
-      let v = 0;
-      for (let j = 0; j < C; j++) v += d.router[e * C + j] * d.h[t * C + j];
-      return v;
-    });
-    const order = Array.from({ length: E }, (_, e) => e).sort((a, b) => s[b] - s[a] || a - b);
-    out.push(order.slice(0, k));
-  }
-  return out;
-}
-
-/** The MoE FFN with unselected experts masked, in float64 (k = E: the dense FFN). */
-function refMoe(d: Data, c: Case, k: number, activation: MoeActivation): Float64Array {
-  const { N, C, E, dff } = c;
-  const s = dff / E;
-  const act = actFn(activation);
-  const sel = refTopk(d, c, k);
-  const out = new Float64Array(N * C);
-  for (let t = 0; t < N; t++) {
-    for (const e of sel[t]) {
-      for (let n = e * s; n < (e + 1) * s; n++) {
-        let pre = d.fcB ? d.fcB[n] : 0;
-        for (let j = 0; j < C; j++) pre += d.fcW[n * C + j] * d.h[t * C + j];
-        const a = act(pre);
-        for (let j = 0; j < C; j++) out[t * C + j] += a * d.projW[j * dff + n];
-      }
-    }
-    if (d.projB) { for (let j = 0; j < C; j++) out[t * C + j] += d.projB[j]; }
-  }
-  return out;
-}
-
-function upload(d: Data, c: Case): { h: Tensor; w: MoeWeights } {
-  const { N, C, E, dff } = c;
-  return {
-    h: tensor(d.h, [N, C]),
-    w: {
-      fcW: tensor(d.fcW, [dff, C], { name: "c_fc.weight" }),
-      fcB: d.fcB ? tensor(d.fcB, [dff], { name: "c_fc.bias" }) : null,
-      projW: tensor(d.projW, [C, dff], { name: "c_proj.weight" }),
-      projB: d.projB ? tensor(d.projB, [C], { name: "c_proj.bias" }) : null,
-      router: tensor(d.router, [E, C], { name: "router.weight" }),
-    },
-  };
-}
-
 // ---- vs the float64 reference ----------------------------------------------------
 
-const CASES: [string, Case, number[]][] = [
+const CASES: [string, MoeCase, number[]][] = [
   ["default FFN, N 1", { N: 1, C: 128, E: 16, dff: 512, bias: true }, [1, 4, 16]],
   ["C 13, s 12", { N: 7, C: 13, E: 4, dff: 48, bias: false }, [1, 2, 4]],
   ["s 1", { N: 7, C: 12, E: 6, dff: 6, bias: true }, [1, 3, 6]],
@@ -192,9 +77,9 @@ for (const [what, c, ks] of CASES) {
     `moeFfnDecode() matches the float64 reference: ${what} (N ${c.N}, C ${c.C}, ` +
       `E ${c.E}, d_ff ${c.dff}, k ${ks}), every strategy`,
     async () => {
-      const d = makeData(c, c.N * 31 + c.C + c.E);
+      const d = makeMoeData(c, c.N * 31 + c.C + c.E);
       await tidyAsync(async () => {
-        const { h, w } = upload(d, c);
+        const { h, w } = uploadMoe(d, c);
         for (const activation of ACTS) {
           const runs: [string, Tensor, Float64Array][] = [];
           for (const k of ks) {
@@ -217,11 +102,11 @@ for (const [what, c, ks] of CASES) {
 }
 
 Deno.test("moeFfnDecode() breaks exact score ties toward the lower expert index", async () => {
-  const c: Case = { N: 6, C: 32, E: 8, dff: 64, bias: true };
+  const c: MoeCase = { N: 6, C: 32, E: 8, dff: 64, bias: true };
   const rng = new Rng(5);
-  const d = makeData(c, 17);
+  const d = makeMoeData(c, 17);
   // Zero router: every score is +0 or −0 (folded together), so top-k is experts 0..k−1.
-  const zero: Data = { ...d, router: new Float32Array(c.E * c.C) };
+  const zero: MoeData = { ...d, router: new Float32Array(c.E * c.C) };
   // Rows in identical pairs scaled 1, 1, 2, 2, 3, 3, 4, 4 (pairs tie exactly): with r·h = ±1
   // the best pair is (6, 7) or (0, 1), and the lower expert of each pair ranks first.
   const r = rng.normalArray(c.C, 1);
@@ -235,12 +120,12 @@ Deno.test("moeFfnDecode() breaks exact score ties toward the lower expert index"
     const sign = t % 2 === 0 ? 1 : -1;
     for (let j = 0; j < c.C; j++) h[t * c.C + j] = sign * r[j] / rr;
   }
-  const pairedData: Data = { ...d, router: paired, h };
+  const pairedData: MoeData = { ...d, router: paired, h };
   assert.deepEqual(refTopk(pairedData, c, 3).slice(0, 2), [[6, 7, 4], [0, 1, 2]]);
   assert.deepEqual(refTopk(zero, c, 3)[0], [0, 1, 2]);
   for (const data of [zero, pairedData]) {
     await tidyAsync(async () => {
-      const { h, w } = upload(data, c);
+      const { h, w } = uploadMoe(data, c);
       for (const k of [1, 3, 5]) {
         const outs = STRATEGIES.map((strategy) =>
           noGrad(() => moeFfnDecode(h, w, c.E, k, "relu", { strategy }))
@@ -263,11 +148,11 @@ for (const activation of ACTS) {
       const act = activation === "relu" ? relu : gelu;
       // Token tiles of 1, 2 and 4 (the last partial), aligned and unaligned C.
       for (const [N, C] of [[1, 12], [3, 13], [9, 12], [9, 13]]) {
-        const c: Case = { N, C, E: 4, dff: 64, bias: (N + C) % 2 === 0 };
-        const d = makeData(c, N * 7 + C);
+        const c: MoeCase = { N, C, E: 4, dff: 64, bias: (N + C) % 2 === 0 };
+        const d = makeMoeData(c, N * 7 + C);
         const expected = refMoe(d, c, c.E, activation);
         await tidyAsync(async () => {
-          const { h, w } = upload(d, c);
+          const { h, w } = uploadMoe(d, c);
           const dense = noGrad(() => linear(act(linear(h, w.fcW, w.fcB)), w.projW, w.projB));
           const outs = [
             noGrad(() => ffnDecode(h, w, activation)),
@@ -293,10 +178,10 @@ for (const activation of ACTS) {
 // ---- vs moeFfn ---------------------------------------------------------------------
 
 Deno.test("moeFfnDecode() equals moeFfn on the same inputs (k 2, 4; relu, gelu)", async () => {
-  const c: Case = { N: 7, C: 32, E: 8, dff: 64, bias: true };
-  const d = makeData(c, 23);
+  const c: MoeCase = { N: 7, C: 32, E: 8, dff: 64, bias: true };
+  const d = makeMoeData(c, 23);
   await tidyAsync(async () => {
-    const { h, w } = upload(d, c);
+    const { h, w } = uploadMoe(d, c);
     for (const activation of ACTS) {
       for (const k of [2, 4]) {
         const [a, b] = await readAll([
@@ -312,10 +197,10 @@ Deno.test("moeFfnDecode() equals moeFfn on the same inputs (k 2, 4; relu, gelu)"
 // ---- shapes, determinism, memory ---------------------------------------------------
 
 Deno.test("moeFfnDecode() gives identical bits on repeated calls, keeps (B, T, C)", async () => {
-  const c: Case = { N: 2 * 3, C: 16, E: 4, dff: 32, bias: true };
-  const d = makeData(c, 3);
+  const c: MoeCase = { N: 2 * 3, C: 16, E: 4, dff: 32, bias: true };
+  const d = makeMoeData(c, 3);
   await tidyAsync(async () => {
-    const { w } = upload(d, c);
+    const { w } = uploadMoe(d, c);
     const h = tensor(d.h, [2, 3, 16]);
     const a = noGrad(() => moeFfnDecode(h, w, 4, 2));
     const b = noGrad(() => moeFfnDecode(h, w, 4, 2));
@@ -331,8 +216,8 @@ Deno.test("moeFfnDecode() gives identical bits on repeated calls, keeps (B, T, C
 
 Deno.test("moeFfnDecode() and ffnDecode() of zero tokens are empty tensors", async () => {
   await tidyAsync(async () => {
-    const c: Case = { N: 2, C: 8, E: 2, dff: 8, bias: true };
-    const { w } = upload(makeData(c, 2), c);
+    const c: MoeCase = { N: 2, C: 8, E: 2, dff: 8, bias: true };
+    const { w } = uploadMoe(makeMoeData(c, 2), c);
     const h = tensor(new Float32Array(0), [0, 8]);
     const outs = [noGrad(() => moeFfnDecode(h, w, 2, 1)), noGrad(() => ffnDecode(h, w))];
     for (const o of outs) {
@@ -343,8 +228,8 @@ Deno.test("moeFfnDecode() and ffnDecode() of zero tokens are empty tensors", asy
 });
 
 Deno.test("moeFfnDecode() leaks no buffers across 20 calls in a tidy scope", async () => {
-  const c: Case = { N: 3, C: 16, E: 4, dff: 32, bias: true };
-  const { h, w } = upload(makeData(c, 9), c);
+  const c: MoeCase = { N: 3, C: 16, E: 4, dff: 32, bias: true };
+  const { h, w } = uploadMoe(makeMoeData(c, 9), c);
   for (const strategy of STRATEGIES) {
     // The scope's result would outlive it: each call returns nothing.
     const call = () =>
@@ -393,8 +278,8 @@ function throwsLike(fn: () => unknown, cls: new (m: string) => Error, re: RegExp
 
 Deno.test("moeFfnDecode() and ffnDecode() reject bad shapes, sizes and gradients", () => {
   tidy(() => {
-    const c: Case = { N: 3, C: 8, E: 4, dff: 16, bias: true };
-    const { h, w } = upload(makeData(c, 1), c);
+    const c: MoeCase = { N: 3, C: 8, E: 4, dff: 16, bias: true };
+    const { h, w } = uploadMoe(makeMoeData(c, 1), c);
     const run = (ww: MoeWeights, E: number, k: number, x = h) =>
       noGrad(() => moeFfnDecode(x, ww, E, k));
     throwsLike(() => run(w, 3, 1), ConfigError, /moeFfnDecode: 3 experts do not divide d_ff 16/);
@@ -426,7 +311,12 @@ Deno.test("moeFfnDecode() and ffnDecode() reject bad shapes, sizes and gradients
     const ids = tensor(new Uint32Array(3 * 8), [3, 8], { dtype: "u32" });
     throwsLike(() => run(w, 4, 1, ids), ShapeError, /must be f32, got u32/);
     // One token past the limit, on a 1-wide model (cheap to allocate).
-    const wide = { ...w, fcW: tensor(new Float32Array(4), [4, 1]), fcB: null, projB: null };
+    const wide = {
+      fcW: tensor(new Float32Array(4), [4, 1]),
+      fcB: null,
+      projW: tensor(new Float32Array(4), [1, 4]),
+      projB: null,
+    };
     const many = tensor(new Float32Array(MOE_DECODE_MAX_TOKENS + 1), [
       MOE_DECODE_MAX_TOKENS + 1,
       1,

@@ -17,7 +17,6 @@
  * |got − expected| ≤ 1e-4 + 1e-4·|expected|, outputs of size ~1-10 summing
  * up to 256·C products (measured max error ~2e-6).
  */
-import { solve } from "../../_ref/linear_solve.ts";
 import assert from "node:assert/strict";
 import {
   MOE_EMPTY_ROW,
@@ -33,143 +32,23 @@ import {
 import { ConfigError, ShapeError, TensorError } from "../../../core/errors.ts";
 import { gelu, relu } from "../../../core/ops/activation.ts";
 import { linear } from "../../../core/ops/matmul.ts";
-import { Rng } from "../../../core/rng.ts";
 import { tidy, tidyAsync } from "../../../core/scope.ts";
 import { noGrad, tapeSize } from "../../../core/tape.ts";
 import { readAll, tensor } from "../../../core/tensor.ts";
 import { MOE_PLAN_CHUNK } from "../../../gpu/kernels/moe.ts";
+import {
+  makeMoeData,
+  type MoeCase,
+  type MoeData,
+  refMoe,
+  refTopk,
+  uploadMoe,
+} from "./_moe_fixtures.ts";
 import { assertAllClose, setupGpu } from "../../_helpers.ts";
 
 const g = await setupGpu();
 const TOL = { atol: 1e-4, rtol: 1e-4 };
 const DESIGNS: MoeDesign[] = ["texture", "buffer"];
-
-// ---- data and float64 reference ------------------------------------------------
-
-interface Case {
-  N: number;
-  C: number;
-  E: number;
-  dff: number;
-  bias: boolean;
-}
-
-interface Data {
-  h: Float32Array; // (N, C)
-  fcW: Float32Array; // (dff, C)
-  fcB: Float32Array | null; // (dff)
-  projW: Float32Array; // (C, dff)
-  projB: Float32Array | null; // (C)
-  router: Float32Array; // (E, C)
-}
-
-/**
- * Random weights, and inputs whose router scores are planted: token t's
- * scores are a random permutation of {0, 1, ..., E−1} − (E−1)/2 (so top-k
- * is never a near-tie), h = z + Rᵀ y with (R Rᵀ) y = s − R z, z random.
- * Needs C ≥ E (else the scores are left random: only k = E is then used).
- */
-function makeData(c: Case, seed: number): Data {
-  const rng = new Rng(seed);
-  const { N, C, E, dff } = c;
-  const router = Float64Array.from(rng.normalArray(E * C, 1));
-  const h = new Float64Array(N * C);
-  const R = Float32Array.from(router);
-  const RRt = new Float64Array(E * E);
-  for (let i = 0; i < E; i++) {
-    for (let j = 0; j < E; j++) {
-      let s = 0;
-      for (let d = 0; d < C; d++) s += R[i * C + d] * R[j * C + d];
-      RRt[i * E + j] = s;
-    }
-  }
-  for (let t = 0; t < N; t++) {
-    const z = rng.normalArray(C, 1);
-    if (C < E) {
-      h.set(z, t * C);
-      continue;
-    }
-    const perm = Array.from({ length: E }, (_, i) => i);
-    rng.shuffle(perm);
-    const rhs = new Float64Array(E);
-    for (let e = 0; e < E; e++) {
-      let rz = 0;
-      for (let d = 0; d < C; d++) rz += R[e * C + d] * z[d];
-      rhs[e] = perm[e] - (E - 1) / 2 - rz;
-    }
-    const y = solve(RRt, rhs, E);
-    for (let d = 0; d < C; d++) {
-      let v = z[d];
-      for (let e = 0; e < E; e++) v += R[e * C + d] * y[e];
-      h[t * C + d] = v;
-    }
-  }
-  return {
-    h: Float32Array.from(h),
-    fcW: Float32Array.from(rng.normalArray(dff * C, 0.3)),
-    fcB: c.bias ? Float32Array.from(rng.normalArray(dff, 0.1)) : null,
-    projW: Float32Array.from(rng.normalArray(C * dff, 0.3)),
-    projB: c.bias ? Float32Array.from(rng.normalArray(C, 0.1)) : null,
-    router: R,
-  };
-}
-
-function actFn(a: MoeActivation): (x: number) => number {
-  if (a === "relu") return (x) => Math.max(x, 0);
-  const k0 = Math.sqrt(2 / Math.PI);
-  return (x) => 0.5 * x * (1 + Math.tanh(k0 * (x + 0.044715 * x * x * x)));
-}
-
-/** Top-k expert ids of each token in float64, best first, ties to the lower index. */
-function refTopk(d: Data, c: Case, k: number): number[][] {
-  const { N, C, E } = c;
-  const out: number[][] = [];
-  for (let t = 0; t < N; t++) {
-    const s = Array.from({ length: E }, (_, e) => {
-      let v = 0;
-      for (let j = 0; j < C; j++) v += d.router[e * C + j] * d.h[t * C + j];
-      return v;
-    });
-    const order = Array.from({ length: E }, (_, e) => e).sort((a, b) => s[b] - s[a] || a - b);
-    out.push(order.slice(0, k));
-  }
-  return out;
-}
-
-/** The FFN with every unselected expert's activations masked to zero, in float64. */
-function refMoe(d: Data, c: Case, k: number, activation: MoeActivation): Float64Array {
-  const { N, C, E, dff } = c;
-  const s = dff / E;
-  const act = actFn(activation);
-  const sel = refTopk(d, c, k);
-  const out = new Float64Array(N * C);
-  for (let t = 0; t < N; t++) {
-    for (const e of sel[t]) {
-      for (let n = e * s; n < (e + 1) * s; n++) {
-        let pre = d.fcB ? d.fcB[n] : 0;
-        for (let j = 0; j < C; j++) pre += d.fcW[n * C + j] * d.h[t * C + j];
-        const a = act(pre);
-        for (let j = 0; j < C; j++) out[t * C + j] += a * d.projW[j * dff + n];
-      }
-    }
-    if (d.projB) { for (let j = 0; j < C; j++) out[t * C + j] += d.projB[j]; }
-  }
-  return out;
-}
-
-function upload(d: Data, c: Case): { h: ReturnType<typeof tensor>; w: MoeWeights } {
-  const { N, C, E, dff } = c;
-  return {
-    h: tensor(d.h, [N, C]),
-    w: {
-      fcW: tensor(d.fcW, [dff, C]),
-      fcB: d.fcB ? tensor(d.fcB, [dff]) : null,
-      projW: tensor(d.projW, [C, dff]),
-      projB: d.projB ? tensor(d.projB, [C]) : null,
-      router: tensor(d.router, [E, C]),
-    },
-  };
-}
 
 // ---- k = E: the dense FFN ------------------------------------------------------
 
@@ -177,11 +56,11 @@ for (const E of [1, 4, 16]) {
   Deno.test(`moeFfn() with k = E = ${E} equals the dense FFN (N 1, 7, 33; C 12, 13, 32)`, async () => {
     for (const N of [1, 7, 33]) {
       for (const C of [12, 13, 32]) {
-        const c: Case = { N, C, E, dff: 16 * E, bias: (N + C) % 2 === 0 };
-        const d = makeData(c, N * 100 + C + E);
+        const c: MoeCase = { N, C, E, dff: 16 * E, bias: (N + C) % 2 === 0 };
+        const d = makeMoeData(c, N * 100 + C + E);
         const expected = refMoe(d, c, E, "relu");
         await tidyAsync(async () => {
-          const { h, w } = upload(d, c);
+          const { h, w } = uploadMoe(d, c);
           const dense = noGrad(() => linear(relu(linear(h, w.fcW, w.fcB)), w.projW, w.projB));
           const outs = DESIGNS.map((design) =>
             noGrad(() => moeFfn(h, w, E, E, "relu", { design }))
@@ -201,7 +80,7 @@ for (const E of [1, 4, 16]) {
 
 // ---- k < E: masked reference ------------------------------------------------------
 
-const SPARSE: [Case, number[]][] = [
+const SPARSE: [MoeCase, number[]][] = [
   [{ N: 1, C: 32, E: 4, dff: 64, bias: true }, [1, 2]],
   [{ N: 7, C: 12, E: 4, dff: 64, bias: false }, [1, 2, 3]],
   [{ N: 33, C: 32, E: 4, dff: 64, bias: true }, [1, 2]],
@@ -217,10 +96,10 @@ for (const [c, ks] of SPARSE) {
       `moeFfn() with k = ${ks} of E ${c.E} matches the masked reference ` +
         `(N ${c.N}, C ${c.C}, d_ff ${c.dff}, ${activation})`,
       async () => {
-        const d = makeData(c, c.N + 7 * c.C + c.E);
+        const d = makeMoeData(c, c.N + 7 * c.C + c.E);
         if (c.C < c.E) assertDistinctTopk(d, c, ks);
         await tidyAsync(async () => {
-          const { h, w } = upload(d, c);
+          const { h, w } = uploadMoe(d, c);
           for (const k of ks) {
             const expected = refMoe(d, c, k, activation);
             const outs = DESIGNS.map((design) =>
@@ -236,7 +115,7 @@ for (const [c, ks] of SPARSE) {
 }
 
 /** Random (unplanted) scores: checks the k-th and (k+1)-th are far apart, so f32 routing agrees. */
-function assertDistinctTopk(d: Data, c: Case, ks: number[]): void {
+function assertDistinctTopk(d: MoeData, c: MoeCase, ks: number[]): void {
   const { N, C, E } = c;
   for (let t = 0; t < N; t++) {
     const s = Array.from({ length: E }, (_, e) => {
@@ -249,11 +128,11 @@ function assertDistinctTopk(d: Data, c: Case, ks: number[]): void {
 }
 
 Deno.test("moeFfn() keeps (B, T, C) inputs' shape and matches the reference", async () => {
-  const c: Case = { N: 2 * 5, C: 32, E: 4, dff: 64, bias: true };
-  const d = makeData(c, 5);
+  const c: MoeCase = { N: 2 * 5, C: 32, E: 4, dff: 64, bias: true };
+  const d = makeMoeData(c, 5);
   const expected = refMoe(d, c, 2, "relu");
   await tidyAsync(async () => {
-    const { w } = upload(d, c);
+    const { w } = uploadMoe(d, c);
     const h = tensor(d.h, [2, 5, 32]);
     const out = noGrad(() => moeFfn(h, w, 4, 2));
     assert.deepEqual(out.shape, [2, 5, 32]);
@@ -264,11 +143,11 @@ Deno.test("moeFfn() keeps (B, T, C) inputs' shape and matches the reference", as
 // ---- the routing plan ----------------------------------------------------------------
 
 /** Checks a plan against a host counting sort of the GPU's own top-k output. */
-async function checkPlan(c: Case, k: number, seed: number): Promise<void> {
-  const d = makeData(c, seed);
+async function checkPlan(c: MoeCase, k: number, seed: number): Promise<void> {
+  const d = makeMoeData(c, seed);
   const { N, E } = c;
   await tidyAsync(async () => {
-    const { h, w } = upload(d, c);
+    const { h, w } = uploadMoe(d, c);
     const r = moeRoute(h, w.router, k);
     const [experts, counts, offsets, rows, pos] = await readAll([
       r.experts,
@@ -315,9 +194,9 @@ Deno.test("moeRoute() plan over several chunks and an expert with no tokens", as
 // ---- memory, tape and FLOPs ------------------------------------------------------------
 
 Deno.test("moeFfn() leaks no buffers across repeated calls in a tidy scope", async () => {
-  const c: Case = { N: 33, C: 32, E: 4, dff: 64, bias: true };
-  const d = makeData(c, 9);
-  const { h, w } = upload(d, c);
+  const c: MoeCase = { N: 33, C: 32, E: 4, dff: 64, bias: true };
+  const d = makeMoeData(c, 9);
+  const { h, w } = uploadMoe(d, c);
   for (const design of DESIGNS) {
     // The scope's result would outlive it: each call returns nothing.
     const call = () => tidy(() => void noGrad(() => moeFfn(h, w, 4, 2, "relu", { design })));
@@ -351,8 +230,8 @@ function throwsLike(fn: () => unknown, cls: new (m: string) => Error, re: RegExp
 
 Deno.test("moeFfn() rejects bad sizes, a router of the wrong shape, and gradients", () => {
   tidy(() => {
-    const c: Case = { N: 3, C: 8, E: 4, dff: 16, bias: true };
-    const { h, w } = upload(makeData(c, 1), c);
+    const c: MoeCase = { N: 3, C: 8, E: 4, dff: 16, bias: true };
+    const { h, w } = uploadMoe(makeMoeData(c, 1), c);
     const run = (ww: MoeWeights, E: number, k: number, x = h) => noGrad(() => moeFfn(x, ww, E, k));
     throwsLike(() => run(w, 3, 1), ConfigError, /moeFfn: 3 experts do not divide d_ff 16/);
     throwsLike(() => run(w, 4, 0), ConfigError, /moeFfn: top-k 0 .*4 experts/);
@@ -385,8 +264,8 @@ Deno.test("moeFfn() rejects bad sizes, a router of the wrong shape, and gradient
 
 Deno.test("moeFfn() of zero tokens is an empty tensor", async () => {
   await tidyAsync(async () => {
-    const c: Case = { N: 2, C: 8, E: 2, dff: 8, bias: true };
-    const { w } = upload(makeData(c, 2), c);
+    const c: MoeCase = { N: 2, C: 8, E: 2, dff: 8, bias: true };
+    const { w } = uploadMoe(makeMoeData(c, 2), c);
     const out = noGrad(() => moeFfn(tensor(new Float32Array(0), [0, 8]), w, 2, 1));
     assert.deepEqual(out.shape, [0, 8]);
     assert.equal((await out.toArray()).length, 0);
@@ -394,10 +273,10 @@ Deno.test("moeFfn() of zero tokens is an empty tensor", async () => {
 });
 
 Deno.test("gelu reference agrees with the dense gelu op (sanity of the test's reference)", async () => {
-  const c: Case = { N: 7, C: 12, E: 4, dff: 64, bias: true };
-  const d = makeData(c, 21);
+  const c: MoeCase = { N: 7, C: 12, E: 4, dff: 64, bias: true };
+  const d = makeMoeData(c, 21);
   await tidyAsync(async () => {
-    const { h, w } = upload(d, c);
+    const { h, w } = uploadMoe(d, c);
     const dense = noGrad(() => linear(gelu(linear(h, w.fcW, w.fcB)), w.projW, w.projB));
     assertAllClose((await readAll([dense]))[0], refMoe(d, c, 4, "gelu"), TOL);
   });

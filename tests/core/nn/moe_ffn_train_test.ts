@@ -25,105 +25,20 @@
  * dense comparisons). Finite differences: eps 1e-3 in float64, same
  * tolerance as above at 1e-3.
  */
-import { solve } from "../../_ref/linear_solve.ts";
 import assert from "node:assert/strict";
 import { type MoeActivation, type MoeWeights } from "../../../core/nn/moe_ffn.ts";
 import { moeFfnTrain } from "../../../core/nn/moe_ffn_train.ts";
 import { ConfigError, ShapeError, TensorError } from "../../../core/errors.ts";
 import { gelu, relu } from "../../../core/ops/activation.ts";
 import { linear } from "../../../core/ops/matmul.ts";
-import { Rng } from "../../../core/rng.ts";
 import { tidy, tidyAsync } from "../../../core/scope.ts";
 import { backward } from "../../../core/tape.ts";
 import { readAll, type Tensor, tensor } from "../../../core/tensor.ts";
+import { makeMoeData, type MoeCase, type MoeData, refAct, refDact } from "./_moe_fixtures.ts";
 import { assertAllClose, setupGpu } from "../../_helpers.ts";
 
 const g = await setupGpu();
 const TOL = { atol: 2e-4, rtol: 2e-4 };
-
-interface Case {
-  N: number;
-  C: number;
-  E: number;
-  dff: number;
-  bias: boolean;
-}
-
-interface Data {
-  h: Float32Array; // (N, C)
-  fcW: Float32Array; // (dff, C)
-  fcB: Float32Array | null;
-  projW: Float32Array; // (C, dff)
-  projB: Float32Array | null;
-  router: Float32Array; // (E, C)
-  G: Float32Array; // (N, C) output gradient
-}
-
-/**
- * Random weights and output gradient; inputs whose router scores are
- * planted (needs C ≥ E): token t's scores are a permutation of {0, …, E−1}
- * minus (E−1)/2 with expert `never` (when given) always lowest, h = z + Rᵀy
- * with (R Rᵀ) y = s − R z, z random. C < E leaves h random (k = E only).
- */
-function makeData(c: Case, seed: number, never: number | null = null): Data {
-  const rng = new Rng(seed);
-  const { N, C, E, dff } = c;
-  const R = Float32Array.from(rng.normalArray(E * C, 1));
-  const h = new Float64Array(N * C);
-  const RRt = new Float64Array(E * E);
-  for (let i = 0; i < E; i++) {
-    for (let j = 0; j < E; j++) {
-      let s = 0;
-      for (let d = 0; d < C; d++) s += R[i * C + d] * R[j * C + d];
-      RRt[i * E + j] = s;
-    }
-  }
-  for (let t = 0; t < N; t++) {
-    const z = rng.normalArray(C, 1);
-    if (C < E) {
-      h.set(z, t * C);
-      continue;
-    }
-    const vals = Array.from(
-      { length: E - (never === null ? 0 : 1) },
-      (_, i) => i + (never === null ? 0 : 1),
-    );
-    rng.shuffle(vals);
-    const perm: number[] = [];
-    for (let e = 0, i = 0; e < E; e++) perm.push(e === never ? 0 : vals[i++]);
-    const rhs = new Float64Array(E);
-    for (let e = 0; e < E; e++) {
-      let rz = 0;
-      for (let d = 0; d < C; d++) rz += R[e * C + d] * z[d];
-      rhs[e] = perm[e] - (E - 1) / 2 - rz;
-    }
-    const y = solve(RRt, rhs, E);
-    for (let d = 0; d < C; d++) {
-      let v = z[d];
-      for (let e = 0; e < E; e++) v += R[e * C + d] * y[e];
-      h[t * C + d] = v;
-    }
-  }
-  return {
-    h: Float32Array.from(h),
-    fcW: Float32Array.from(rng.normalArray(dff * C, 0.3)),
-    fcB: c.bias ? Float32Array.from(rng.normalArray(dff, 0.1)) : null,
-    projW: Float32Array.from(rng.normalArray(C * dff, 0.3)),
-    projB: c.bias ? Float32Array.from(rng.normalArray(C, 0.1)) : null,
-    router: R,
-    G: Float32Array.from(rng.normalArray(N * C, 1)),
-  };
-}
-
-const K0 = Math.sqrt(2 / Math.PI);
-function act(a: MoeActivation, x: number): number {
-  return a === "relu" ? Math.max(x, 0) : 0.5 * x * (1 + Math.tanh(K0 * (x + 0.044715 * x ** 3)));
-}
-function dact(a: MoeActivation, x: number): number {
-  if (a === "relu") return x > 0 ? 1 : 0;
-  const t = Math.tanh(K0 * (x + 0.044715 * x ** 3));
-  return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * K0 * (1 + 3 * 0.044715 * x * x);
-}
 
 interface Ref {
   out: Float64Array;
@@ -142,8 +57,8 @@ interface Ref {
  * module doc; `h` overrides d.h (finite differences).
  */
 function reference(
-  d: Data,
-  c: Case,
+  d: MoeData,
+  c: MoeCase,
   k: number,
   a: MoeActivation,
   h: Float64Array = Float64Array.from(d.h),
@@ -177,14 +92,14 @@ function reference(
       for (let n = e * s; n < (e + 1) * s; n++) {
         let pre = d.fcB ? d.fcB[n] : 0;
         for (let j = 0; j < C; j++) pre += d.fcW[n * C + j] * ht[j];
-        const av = act(a, pre);
+        const av = refAct(a, pre);
         let dAct = 0;
         for (let j = 0; j < C; j++) {
           y[j] += av * d.projW[j * dff + n];
           r.projW[j * dff + n] += G[j] * av;
           dAct += G[j] * d.projW[j * dff + n];
         }
-        const dPre = dAct * dact(a, pre);
+        const dPre = dAct * refDact(a, pre);
         r.fcB[n] += dPre;
         for (let j = 0; j < C; j++) {
           r.fcW[n * C + j] += dPre * ht[j];
@@ -224,7 +139,7 @@ interface Params {
   G: Tensor;
 }
 
-function upload(d: Data, c: Case): Params {
+function upload(d: MoeData, c: MoeCase): Params {
   const { N, C, E, dff } = c;
   const p = (data: Float32Array, shape: number[], name: string) =>
     tensor(data, shape, { requiresGrad: true, name });
@@ -295,8 +210,8 @@ for (const a of ["relu", "gelu"] as MoeActivation[]) {
     for (const E of [1, 4]) {
       for (const C of [12, 16]) {
         for (const N of [1, 7, 33]) {
-          const c: Case = { N, C, E, dff: 24, bias: N !== 7 };
-          const P = upload(makeData(c, 100 * N + C + E), c);
+          const c: MoeCase = { N, C, E, dff: 24, bias: N !== 7 };
+          const P = upload(makeMoeData(c, 100 * N + C + E), c);
           const want = await run(P, dense(a));
           const got = await run(
             P,
@@ -318,7 +233,7 @@ for (const a of ["relu", "gelu"] as MoeActivation[]) {
 
 for (const a of ["relu", "gelu"] as MoeActivation[]) {
   Deno.test(`moeFfnTrain() with k < E matches the float64 masked reference (${a})`, async () => {
-    const cases: [Case, number][] = [
+    const cases: [MoeCase, number][] = [
       [{ N: 7, C: 16, E: 4, dff: 24, bias: true }, 2],
       [{ N: 33, C: 16, E: 4, dff: 32, bias: true }, 1],
       [{ N: 33, C: 12, E: 4, dff: 24, bias: false }, 3],
@@ -327,7 +242,7 @@ for (const a of ["relu", "gelu"] as MoeActivation[]) {
     ];
     for (const [c, k] of cases) {
       const never = c.E - 2;
-      const d = makeData(c, 7 * c.N + k, never);
+      const d = makeMoeData(c, 7 * c.N + k, never);
       const ref = reference(d, c, k, a);
       assert.ok(!ref.chosen.has(never), "the planted expert is never chosen");
       const P = upload(d, c);
@@ -367,8 +282,8 @@ for (const a of ["relu", "gelu"] as MoeActivation[]) {
 
 Deno.test("moeFfnTrain() h gradient matches finite differences of the forward at k = E", async () => {
   for (const a of ["relu", "gelu"] as MoeActivation[]) {
-    const c: Case = { N: 3, C: 12, E: 4, dff: 24, bias: true };
-    const d = makeData(c, 5);
+    const c: MoeCase = { N: 3, C: 12, E: 4, dff: 24, bias: true };
+    const d = makeMoeData(c, 5);
     const P = upload(d, c);
     const got = await run(P, (p) => moeFfnTrain(p.h, p.w, 4, 4, a, { routerInputGrad: false }));
     // Loss Σ G·out of the float64 forward (k = E: smooth in h except at ReLU kinks).
@@ -393,8 +308,8 @@ Deno.test("moeFfnTrain() h gradient matches finite differences of the forward at
 });
 
 Deno.test("moeFfnTrain() is deterministic and keeps no buffers across steps", async () => {
-  const c: Case = { N: 33, C: 16, E: 4, dff: 32, bias: true };
-  const P = upload(makeData(c, 11, 1), c);
+  const c: MoeCase = { N: 33, C: 16, E: 4, dff: 32, bias: true };
+  const P = upload(makeMoeData(c, 11, 1), c);
   const step = (p: Params) => moeFfnTrain(p.h, p.w, 4, 2, "gelu");
   const first = await run(P, step);
   const before = g.pool.stats().liveBuffers;
@@ -414,8 +329,8 @@ Deno.test("moeFfnTrain() is deterministic and keeps no buffers across steps", as
 });
 
 Deno.test("moeFfnTrain() rejects bad input", () => {
-  const c: Case = { N: 4, C: 8, E: 2, dff: 8, bias: true };
-  const P = upload(makeData(c, 3), c);
+  const c: MoeCase = { N: 4, C: 8, E: 2, dff: 8, bias: true };
+  const P = upload(makeMoeData(c, 3), c);
   tidy(() => {
     assert.throws(() => moeFfnTrain(P.h, P.w, 2, 3), ConfigError);
     assert.throws(() => moeFfnTrain(P.h, P.w, 3, 1), ConfigError);
