@@ -7,18 +7,25 @@
  * `--json` prints one JSON document; any other `--key value` pair is a train
  * flag applied to all three runs (e.g. `--steps 2000`, `--stable-threshold 0.8`).
  *
- * Default length: 1000 steps of the default model, final loss on the first
- * 65,536 validation bytes: about 20 minutes on the 2-core llvmpipe machine.
+ * Default: the demo's run (`DEMO_TRAIN_OVERRIDES`: the default model, 1500
+ * steps, SSD threshold 0.85, sparse phases of 400 steps), final loss on the
+ * first 65,536 validation bytes: about 20 minutes on the 2-core llvmpipe
+ * machine. SPEC 6's own threshold, 0.9, is reached only near 75% of such a
+ * run (`--stable-threshold 0.9 --steps 2000` to see it).
  */
 import { join } from "node:path";
+import { DEMO_TRAIN_OVERRIDES } from "../../pipelines/demo.ts";
 import { resolveTrainConfig } from "../../pipelines/train_config.ts";
 import { runTrain, type TrainSummary } from "../../pipelines/train.ts";
 
 const args = [...Deno.args];
 const json = args.includes("--json");
+const { steps, stable_threshold, sparse_steps, val_tokens } = DEMO_TRAIN_OVERRIDES;
 const overrides: Record<string, unknown> = {
-  steps: 1000,
-  val_tokens: 65536,
+  steps,
+  stable_threshold,
+  sparse_steps,
+  val_tokens,
   eval_every: 0,
   save_every: 0,
 };
