@@ -19,8 +19,12 @@
  *   (`core/checkpoint.ts`).
  * - Data (`core/data.ts`, `core/tokenizer.ts`, `core/corpus_brown.ts`): byte
  *   tokens, the embedded Brown corpus, seeded batch sampling, the eval windows.
+ * - MoE FFNs (`core/nn/moe_ffn*.ts`): inference (`moeFfn`), the sparse
+ *   training op (`moeFfnTrain`), the decode GEMVs (`moeFfnDecode`), and the
+ *   KV-cache `Decoder` with on-GPU sampling (`core/nn/decode.ts`).
  * - Pipelines (`pipelines/`): `runTrain`, `runEval`, `runGenerate`,
- *   `runInspect`, the jobs behind the `ssd` subcommands.
+ *   `runInspect`, `runProfile`, `runMoefy`, `runBench`, `runReport`,
+ *   `runDemo`, the jobs behind the `ssd` subcommands.
  *
  * @example
  * ```ts
@@ -80,3 +84,64 @@ export { type EvalResult, evaluateTokens } from "./pipelines/evaluate.ts";
 export { runEval } from "./pipelines/eval.ts";
 export { runGenerate } from "./pipelines/generate.ts";
 export { runInspect } from "./pipelines/inspect.ts";
+export { runProfile } from "./pipelines/profile.ts";
+export { runMoefy } from "./pipelines/moefy.ts";
+export { benchJson, runBench } from "./pipelines/bench.ts";
+export { runReport } from "./pipelines/report.ts";
+export { runDemo } from "./pipelines/demo.ts";
+
+export {
+  type MoeActivation,
+  moeFfn,
+  moeFfnFlops,
+  moeRoute,
+  type MoeWeights,
+} from "./core/nn/moe_ffn.ts";
+export { moeFfnTrain } from "./core/nn/moe_ffn_train.ts";
+export { ffnDecode, moeFfnDecode } from "./core/nn/moe_ffn_decode.ts";
+export { Decoder, Generation, type SamplingConfig } from "./core/nn/decode.ts";
+
+// Types that the exports above take or return.
+export type { AutotuneOptions, MatmulChoice } from "./gpu/autotune.ts";
+export type { MatmulConfig, MatmulDesign } from "./gpu/kernels/matmul.ts";
+export type { ExpertMask } from "./gpu/kernels/adamw.ts";
+export type { Brown } from "./core/corpus_brown.ts";
+export type { MoeLayout } from "./core/nn/moe_layout.ts";
+export type { MoeFfnOptions, MoeRouting } from "./core/nn/moe_ffn.ts";
+export type { MoeFfnTrainOptions } from "./core/nn/moe_ffn_train.ts";
+export type { FfnDecodeOptions, FfnWeights } from "./core/nn/moe_ffn_decode.ts";
+export type { DecoderOptions } from "./core/nn/decode.ts";
+export type { FlatConfig } from "./pipelines/config.ts";
+export type { ProfileShares } from "./pipelines/profile_step.ts";
+export type { AccountingSummary, SwitchEvent } from "./pipelines/schedule.ts";
+export type { TrainOptions } from "./pipelines/train.ts";
+export type { EvalConfig, EvalHooks, EvalReport } from "./pipelines/eval.ts";
+export type { GenerateConfig } from "./pipelines/generate.ts";
+export type { InspectConfig, InspectReport } from "./pipelines/inspect.ts";
+export type { ProfileConfig, ProfileHooks, ProfileReport } from "./pipelines/profile.ts";
+export type { MoefyConfig, MoefyReport } from "./pipelines/moefy.ts";
+export type { BenchConfig, BenchHooks, BenchReport } from "./pipelines/bench.ts";
+export type { ReportConfig, ReportResult } from "./pipelines/report.ts";
+export type { DemoOptions, DemoResult } from "./pipelines/demo.ts";
+export type { MatmulShape } from "./gpu/kernels/matmul.ts";
+export type { RegisterTile } from "./gpu/kernels/matmul_register.ts";
+export type { ChoiceSource } from "./gpu/autotune.ts";
+export type { MoeDesign } from "./gpu/kernels/moe.ts";
+export type { MoeDecodeStrategy } from "./gpu/kernels/moe_decode.ts";
+export type {
+  MoeSummary,
+  OptimizerSummary,
+  TensorSummary,
+  TrainStateSummary,
+} from "./pipelines/inspect.ts";
+export type { MoefyLayer } from "./pipelines/moefy.ts";
+export type { CheckpointProfile, PairSimilarity } from "./pipelines/profile.ts";
+export { FAMILIES } from "./pipelines/profile_step.ts";
+export type { SkippedPlot } from "./pipelines/_report_style.ts";
+export type { Phase, PhaseTotals } from "./pipelines/schedule.ts";
+export type { TrainHooks } from "./pipelines/train.ts";
+export type { BenchRow } from "./pipelines/bench.ts";
+export type { DecodeResult, PrefillResult } from "./pipelines/bench.ts";
+export type { LayerProfile } from "./pipelines/profile.ts";
+export type { CoverageRow } from "./pipelines/moefy.ts";
+export type { StepMetrics } from "./pipelines/train.ts";

@@ -6,9 +6,10 @@
  * JSON document).
  */
 import { Command, Option } from "commander";
-import { type DemoResult, runDemo } from "../pipelines/demo.ts";
-import { intArg, intListArg, numArg, snakeKeys } from "./_flags.ts";
-import { progressHooks } from "./train.ts";
+import { DEMO_TRAIN_OVERRIDES, type DemoResult, runDemo } from "../pipelines/demo.ts";
+import { intArg, intListArg, snakeKeys } from "./_flags.ts";
+import { DEFAULT_SCHEDULE_CONFIG } from "../pipelines/schedule.ts";
+import { progressHooks, scheduleOptions } from "./train.ts";
 
 interface DemoFlags {
   json?: boolean;
@@ -19,7 +20,7 @@ interface DemoFlags {
 
 /** Builds the `demo` subcommand. */
 export function demoCommand(): Command {
-  return new Command("demo")
+  const cmd = new Command("demo")
     .description(
       "the main job end to end on the embedded Brown corpus: train with the SSD schedule, " +
         "profile the checkpoints, bench the final model dense vs MoE, write <out>/report.html",
@@ -35,14 +36,8 @@ export function demoCommand(): Command {
     .addOption(
       new Option("--schedule <kind>", "dense, sparse or ssd (default ssd)")
         .choices(["dense", "sparse", "ssd"]),
-    )
-    .option("--experts <E>", "experts per FFN layer (default 16)", intArg)
-    .option("--top-k <k>", "experts per token in sparse phases (default E/4)", intArg)
-    .option("--monitor-every <n>", "steps between stability checks (default 100)", intArg)
-    .option("--stable-threshold <x>", "partition ARI that counts as stable (default 0.85)", numArg)
-    .option("--patience <n>", "stable checks in a row that switch to sparse (default 2)", intArg)
-    .option("--sparse-steps <n>", "steps of a sparse phase (default 400)", intArg)
-    .option("--final-dense <n>", "last steps always dense (default 10% of the run)", intArg)
+    );
+  return scheduleOptions(cmd, { ...DEFAULT_SCHEDULE_CONFIG, ...DEMO_TRAIN_OVERRIDES })
     .option("--bench-batch <list>", "decode batches of the bench besides 1 (default 8)", intListArg)
     .option("--bench-tokens <n>", "validation tokens of the bench's loss per k", intArg)
     .option("--json", "print the outputs and headline figures as one JSON document")

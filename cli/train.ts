@@ -14,6 +14,7 @@ import {
   type TrainSummary,
 } from "../pipelines/train.ts";
 import { FAMILIES } from "../pipelines/profile_step.ts";
+import { DEFAULT_SCHEDULE_CONFIG, type ScheduleConfig } from "../pipelines/schedule.ts";
 import { intArg, numArg, snakeKeys } from "./_flags.ts";
 
 /** Flags that are not config keys. */
@@ -25,9 +26,39 @@ interface TrainFlags {
   [key: string]: unknown;
 }
 
+/**
+ * Adds the SSD schedule's flags (SPEC 6) with `d`'s values in their help:
+ * shared by `ssd train` and `ssd demo`, whose defaults differ.
+ */
+export function scheduleOptions(
+  cmd: Command,
+  d: Pick<ScheduleConfig, "monitor_every" | "stable_threshold" | "patience" | "sparse_steps">,
+): Command {
+  return cmd
+    .option("--experts <E>", "experts per FFN layer in sparse phases (default 16)", intArg)
+    .option("--top-k <k>", "experts per token in sparse phases (default E/4)", intArg)
+    .option(
+      "--monitor-every <n>",
+      `steps between stability checks (default ${d.monitor_every})`,
+      intArg,
+    )
+    .option(
+      "--stable-threshold <x>",
+      `partition ARI that counts as stable (default ${d.stable_threshold})`,
+      numArg,
+    )
+    .option(
+      "--patience <n>",
+      `stable checks in a row that switch to sparse (default ${d.patience})`,
+      intArg,
+    )
+    .option("--sparse-steps <n>", `steps of a sparse phase (default ${d.sparse_steps})`, intArg)
+    .option("--final-dense <n>", "last steps always dense (default 10% of the run)", intArg);
+}
+
 /** Builds the `train` subcommand. */
 export function trainCommand(): Command {
-  return new Command("train")
+  const cmd = new Command("train")
     .description(
       "pre-train a GPT on the embedded Brown corpus or --data: dense, static sparse or SSD schedule",
     )
@@ -62,14 +93,8 @@ export function trainCommand(): Command {
     .addOption(
       new Option("--schedule <kind>", "dense, sparse (static MoE from --sparse-from) or ssd")
         .choices(["dense", "sparse", "ssd"]),
-    )
-    .option("--experts <E>", "experts per FFN layer in sparse phases (default 16)", intArg)
-    .option("--top-k <k>", "experts per token in sparse phases (default E/4)", intArg)
-    .option("--monitor-every <n>", "steps between stability checks (default 100)", intArg)
-    .option("--stable-threshold <x>", "partition ARI that counts as stable (default 0.9)", numArg)
-    .option("--patience <n>", "stable checks in a row that switch to sparse (default 2)", intArg)
-    .option("--sparse-steps <n>", "steps of a sparse phase (default 500)", intArg)
-    .option("--final-dense <n>", "last steps always dense (default 10% of the run)", intArg)
+    );
+  return scheduleOptions(cmd, DEFAULT_SCHEDULE_CONFIG)
     .option("--sparse-from <n>", "--schedule sparse: step of the switch (default 10%)", intArg)
     .option("--fresh-margin <x>", "k-means fresh start must beat warm by this share (0.01)", numArg)
     .option("--resume <path>", "continue from a checkpoint file or run folder")

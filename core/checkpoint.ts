@@ -51,8 +51,29 @@ const METADATA_KEY = "__metadata__";
 const HEADER_ALIGN = 8;
 const WRITE_BUFFER_BYTES = 1 << 20;
 
+/**
+ * A safetensors dtype. On the host, F16/BF16 are held as raw bits in a Uint16Array,
+ * BOOL and F8 as bytes in a Uint8Array.
+ */
+export type SafeDType =
+  | "BOOL"
+  | "U8"
+  | "I8"
+  | "F8_E5M2"
+  | "F8_E4M3"
+  | "I16"
+  | "U16"
+  | "F16"
+  | "BF16"
+  | "I32"
+  | "U32"
+  | "F32"
+  | "I64"
+  | "U64"
+  | "F64";
+
 /** Bytes per element of each safetensors dtype. */
-export const DTYPE_BYTES = Object.freeze({
+export const DTYPE_BYTES: Readonly<Record<SafeDType, number>> = Object.freeze({
   BOOL: 1,
   U8: 1,
   I8: 1,
@@ -69,12 +90,6 @@ export const DTYPE_BYTES = Object.freeze({
   U64: 8,
   F64: 8,
 });
-
-/**
- * A safetensors dtype. On the host, F16/BF16 are held as raw bits in a Uint16Array,
- * BOOL and F8 as bytes in a Uint8Array.
- */
-export type SafeDType = keyof typeof DTYPE_BYTES;
 
 /** Host array holding a tensor's elements; its type must fit the dtype (see `SafeDType`). */
 export type TensorData =

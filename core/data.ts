@@ -225,8 +225,11 @@ function checkPositiveInt(v: number, name: string): void {
  * that nothing else in the program shifts the data order.
  */
 export class BatchSampler {
+  /** The token stream windows are drawn from. */
   readonly tokens: Uint8Array;
+  /** Windows per batch (B). */
   readonly batch: number;
+  /** Input tokens per window (each window holds ctx + 1). */
   readonly ctx: number;
   #rng: Rng;
   #draws = 0;

@@ -8,6 +8,7 @@ export { GpuError, NO_ADAPTER_HINT, SsdError } from "../gpu/errors.ts";
 
 /** Tensor shapes (or index ranges) do not fit the op. */
 export class ShapeError extends SsdError {
+  /** An error with this one-line message. */
   constructor(message: string) {
     super(message);
     this.name = "ShapeError";
@@ -16,6 +17,7 @@ export class ShapeError extends SsdError {
 
 /** A tensor was used after `release()`, or an op was misused. */
 export class TensorError extends SsdError {
+  /** An error with this one-line message. */
   constructor(message: string) {
     super(message);
     this.name = "TensorError";
@@ -24,6 +26,7 @@ export class TensorError extends SsdError {
 
 /** A config key is unknown, or a value has the wrong type or range. */
 export class ConfigError extends SsdError {
+  /** An error with this one-line message. */
   constructor(message: string) {
     super(message);
     this.name = "ConfigError";
@@ -32,6 +35,7 @@ export class ConfigError extends SsdError {
 
 /** A checkpoint file is missing, corrupt, or does not match the config. */
 export class CheckpointError extends SsdError {
+  /** An error with this one-line message. */
   constructor(message: string) {
     super(message);
     this.name = "CheckpointError";

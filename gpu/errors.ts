@@ -8,6 +8,7 @@
 
 /** Base class of every error the toolchain raises on purpose (not a bug). */
 export class SsdError extends Error {
+  /** An error with this one-line message. */
   constructor(message: string) {
     super(message);
     this.name = "SsdError";
@@ -16,6 +17,7 @@ export class SsdError extends Error {
 
 /** WebGPU failed: no adapter, device lost, shader or validation error, out of memory. */
 export class GpuError extends SsdError {
+  /** An error with this one-line message. */
   constructor(message: string) {
     super(message);
     this.name = "GpuError";
@@ -23,6 +25,6 @@ export class GpuError extends SsdError {
 }
 
 /** The one line printed when there is no WebGPU adapter at all. */
-export const NO_ADAPTER_HINT =
+export const NO_ADAPTER_HINT: string =
   "No WebGPU adapter found: install a GPU driver, or Mesa's software Vulkan driver " +
   "(Debian 12: apt-get install -t bookworm-backports mesa-vulkan-drivers)";

@@ -16,6 +16,7 @@ export class PipelineCache {
   #pipelines = new Map<string, GPUComputePipeline>();
   #pending: Promise<GpuError | null>[] = [];
 
+  /** An empty cache compiling on `device`. */
   constructor(device: GPUDevice) {
     this.#device = device;
   }

@@ -50,6 +50,7 @@ export class BufferPool {
   #pooledCount = 0;
   #created = 0;
 
+  /** An empty pool allocating from `device`. */
   constructor(device: GPUDevice) {
     this.#device = device;
   }

@@ -101,6 +101,7 @@ export class Recorder {
    */
   profileTag: string | null = null;
 
+  /** A recorder on `gpu`'s device, taking pipelines from `pipelines`. */
   constructor(gpu: GpuDevice, pipelines: PipelineCache) {
     this.#gpu = gpu;
     this.#device = gpu.device;

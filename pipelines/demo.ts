@@ -23,11 +23,11 @@ import { writeFileAtomic } from "../core/atomic_write.ts";
 import { benchJson, type BenchReport, DEFAULT_BENCH_CONFIG, runBench } from "./bench.ts";
 import { DEFAULT_PROFILE_CONFIG, type ProfileReport, runProfile } from "./profile.ts";
 import { type ReportResult, runReport } from "./report.ts";
-import { resolveTrainConfig } from "./train_config.ts";
+import { resolveTrainConfig, type TrainConfig } from "./train_config.ts";
 import { runTrain, type TrainHooks, type TrainSummary } from "./train.ts";
 
 /** What the demo sets on top of the train defaults (flags override each). */
-export const DEMO_TRAIN_OVERRIDES: Readonly<Record<string, unknown>> = Object.freeze({
+export const DEMO_TRAIN_OVERRIDES: Readonly<Partial<TrainConfig>> = Object.freeze({
   schedule: "ssd",
   steps: 1500,
   save_every: 300,

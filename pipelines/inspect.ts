@@ -63,7 +63,7 @@ export interface OptimizerSummary {
 }
 
 /** The training state, the fields people look at first. */
-export interface TrainSummary {
+export interface TrainStateSummary {
   /** Optimizer steps taken. */
   step: number | null;
   /** Tokens trained on. */
@@ -121,7 +121,7 @@ export interface InspectReport {
   /** Optimizer moments, summarised. */
   optimizer: OptimizerSummary;
   /** Training state; null when the file has none. */
-  train: TrainSummary | null;
+  train: TrainStateSummary | null;
   /** MoE layout; null for a dense checkpoint. */
   moe: MoeSummary | null;
   /** `__metadata__` entries other than the ssd ones, as stored. */
@@ -139,7 +139,7 @@ function str(v: unknown): string | null {
   return typeof v === "string" ? v : null;
 }
 
-function summariseTrain(t: Record<string, unknown>): TrainSummary {
+function summariseTrain(t: Record<string, unknown>): TrainStateSummary {
   return {
     step: num(t.step),
     tokens_seen: num(t.tokens_seen),

@@ -118,10 +118,13 @@ export interface MoefyLayer {
 export interface MoefyReport {
   /** Written checkpoint. */
   out: string;
-  /** Experts, top_k, method, router. */
+  /** Experts per layer. */
   experts: number;
+  /** Default experts per token of the written checkpoint. */
   top_k: number;
+  /** Clustering method ("param" or "coact"). */
   method: string;
+  /** Router kind ("centroid" or "mlp"). */
   router: string;
   /** Per-layer clustering and coverage. */
   layers: MoefyLayer[];

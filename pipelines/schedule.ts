@@ -191,8 +191,11 @@ export function resolveSchedule(
 
 /** A phase switch: one line of metrics.jsonl and of the saved history (SPEC 7 keys). */
 export interface SwitchEvent {
+  /** Always "switch" (tells the line apart from a step's). */
   event: "switch";
+  /** Phase before the switch. */
   from: Phase;
+  /** Phase after it. */
   to: Phase;
   /** Steps done when the switch applies (the first step of the new phase has this index). */
   step: number;
@@ -501,7 +504,9 @@ export interface AccountingSummary {
   overhead_s: Record<string, number>;
   /** Steps plus overheads, seconds. */
   wall_s: number;
+  /** Totals of the dense steps. */
   dense: PhaseTotals;
+  /** Totals of the sparse steps. */
   sparse: PhaseTotals;
 }
 

@@ -51,15 +51,25 @@ import type { ExpertMask } from "../gpu/kernels/adamw.ts";
 
 /** One line of metrics.jsonl (SPEC 7 keys). */
 export interface StepMetrics {
+  /** Steps done, this one included. */
   step: number;
+  /** The step's phase. */
   phase: "dense" | "sparse";
+  /** Training loss of the step's batch (nats/token). */
   loss: number;
+  /** Validation loss when evaluated after this step. */
   val_loss?: number;
+  /** Learning rate used. */
   lr: number;
+  /** Global gradient norm before clipping. */
   grad_norm: number;
+  /** Tokens of the batch per second of step time. */
   tokens_per_s: number;
+  /** Step time (upload, forward, backward, optimizer, the one host wait). */
   ms_per_step: number;
+  /** FFN FLOPs the step spent (forward + backward). */
   ffn_flops: number;
+  /** What a dense step would have spent. */
   ffn_flops_dense: number;
   /** Per FFN layer, the fraction of activations > 0 on this step's batch (dense steps). */
   act_ratio?: number[];
