@@ -5,6 +5,7 @@
  * progress on stderr, at the end where every output went (`--json`: one
  * JSON document).
  */
+import { defaultTopK } from "../core/nn/moe_layout.ts";
 import { Command, Option } from "commander";
 import { DEMO_TRAIN_OVERRIDES, type DemoResult, runDemo } from "../pipelines/demo.ts";
 import { intArg, intListArg, snakeKeys } from "./_flags.ts";
@@ -59,7 +60,7 @@ export function demoCommand(): Command {
 /** Headline figures: final losses, FLOPs, and the bench's dense and trained-k rows. */
 function headline(r: DemoResult) {
   const t = r.train;
-  const k = t.val_moe?.k ?? r.bench.rows.find((row) => row.top_k !== null)?.top_k ?? null;
+  const k = t.val_moe?.k ?? t.config.top_k ?? defaultTopK(t.config.experts);
   const dense = r.bench.rows[0];
   const moe = r.bench.rows.find((row) => row.top_k === k) ?? null;
   return { t, k, dense, moe };

@@ -21,6 +21,7 @@
  * of the router's choice and of the oracle's, and the validation loss of the
  * written checkpoint with MoE inference at each k next to the dense loss.
  */
+import { defaultTopK } from "../core/nn/moe_layout.ts";
 import {
   f32Data,
   type HostTensor,
@@ -149,7 +150,7 @@ function checkConfig(c: MoefyConfig, model: GPTConfig): number {
       `--experts ${E} does not divide d_ff ${model.d_ff}: choose a divisor of ${model.d_ff}`,
     );
   }
-  const k = c.top_k ?? Math.max(1, Math.floor(E / 4));
+  const k = c.top_k ?? defaultTopK(E);
   if (!Number.isInteger(k) || k < 1 || k > E) {
     throw new ConfigError(`--top-k must be in 1..${E} (the experts per layer), got ${k}`);
   }

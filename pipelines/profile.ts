@@ -61,6 +61,7 @@
  * the GPU until one `readAll` (one host wait per chunk); the statistics are
  * then accumulated on the host in one pass over the chunk.
  */
+import { defaultTopK } from "../core/nn/moe_layout.ts";
 import { writeFileAtomic } from "../core/atomic_write.ts";
 import { resolve } from "node:path";
 import { META_CONFIG, readHeader, readSsdMetadata } from "../core/checkpoint.ts";
@@ -271,7 +272,7 @@ async function prepare(config: ProfileConfig): Promise<{ entries: Entry[]; topK:
   if (!(Number.isSafeInteger(config.seed) && config.seed >= 0)) {
     throw new ConfigError(`--seed must be a non-negative integer, got ${config.seed}`);
   }
-  const topK = config.top_k ?? Math.max(1, Math.floor(config.experts / 4));
+  const topK = config.top_k ?? defaultTopK(config.experts);
   if (!(Number.isSafeInteger(topK) && topK >= 1 && topK <= config.experts)) {
     throw new ConfigError(
       `--top-k must be an integer in 1..${config.experts} (the expert count), got ${topK}`,

@@ -54,6 +54,7 @@
  * reference; the warm start holds after it). The similarity the schedule
  * uses is the mean ARI over layers, as `ssd profile`'s `ari_mean`.
  */
+import { defaultTopK } from "../core/nn/moe_layout.ts";
 import { ConfigError, SsdError } from "../core/errors.ts";
 import { balancedKMeans, type DistanceDevice } from "../core/moe/balanced_kmeans.ts";
 import { adjustedRandIndex, type Labels } from "../core/moe/partition.ts";
@@ -162,7 +163,7 @@ export function resolveSchedule(
       `--experts ${c.experts} does not divide d_ff ${run.d_ff}: choose a divisor of ${run.d_ff}`,
     );
   }
-  const topK = c.top_k ?? Math.max(1, Math.floor(c.experts / 4));
+  const topK = c.top_k ?? defaultTopK(c.experts);
   if (!Number.isSafeInteger(topK) || topK < 1 || topK > c.experts) {
     throw new ConfigError(
       `--top-k must be an integer in [1, ${c.experts}] (the expert count), got ${c.top_k}`,

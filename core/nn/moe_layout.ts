@@ -61,3 +61,11 @@ export function validateMoeLayout(
   });
   return raw as unknown as MoeLayout;
 }
+
+/**
+ * Experts per token when none is given: a quarter of the experts (SPEC 6's
+ * E/4), at least 1. Shared by training, moefy, profile and the demo.
+ */
+export function defaultTopK(experts: number): number {
+  return Math.max(1, Math.floor(experts / 4));
+}
