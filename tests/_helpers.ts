@@ -3,6 +3,7 @@
  * every op's backward goes through (GPU gradient vs central finite
  * differences of a float64 TypeScript reference of the op's forward).
  */
+import assert from "node:assert/strict";
 import { initGpu } from "../gpu/runtime.ts";
 import type { Gpu } from "../gpu/runtime.ts";
 import { Rng } from "../core/rng.ts";
@@ -147,4 +148,13 @@ function dot(a: Float64Array, b: Float64Array): number {
   let s = 0;
   for (let i = 0; i < a.length; i++) s += a[i] * b[i];
   return s;
+}
+
+/** Asserts fn throws an instance of `cls` whose message matches `re`. */
+export function throwsLike(fn: () => unknown, cls: new (m: string) => Error, re: RegExp): void {
+  assert.throws(fn, (e: Error) => {
+    assert.ok(e instanceof cls, `expected ${cls.name}, got ${e.name}: ${e.message}`);
+    assert.match(e.message, re);
+    return true;
+  });
 }

@@ -46,7 +46,7 @@ import {
   refTopk,
   uploadMoe,
 } from "./_moe_fixtures.ts";
-import { assertAllClose, setupGpu } from "../../_helpers.ts";
+import { assertAllClose, setupGpu, throwsLike } from "../../_helpers.ts";
 
 const g = await setupGpu();
 const TOL = { atol: 1e-4, rtol: 1e-4 };
@@ -266,15 +266,6 @@ Deno.test("moeDecodeStrategy() fuses where the activations fit workgroup memory"
 });
 
 // ---- bad input ---------------------------------------------------------------------
-
-/** Asserts fn throws an instance of `cls` whose message matches `re`. */
-function throwsLike(fn: () => unknown, cls: new (m: string) => Error, re: RegExp): void {
-  assert.throws(fn, (e: Error) => {
-    assert.ok(e instanceof cls, `expected ${cls.name}, got ${e.name}: ${e.message}`);
-    assert.match(e.message, re);
-    return true;
-  });
-}
 
 Deno.test("moeFfnDecode() and ffnDecode() reject bad shapes, sizes and gradients", () => {
   tidy(() => {

@@ -44,7 +44,7 @@ import {
   refTopk,
   uploadMoe,
 } from "./_moe_fixtures.ts";
-import { assertAllClose, setupGpu } from "../../_helpers.ts";
+import { assertAllClose, setupGpu, throwsLike } from "../../_helpers.ts";
 
 const g = await setupGpu();
 const TOL = { atol: 1e-4, rtol: 1e-4 };
@@ -218,15 +218,6 @@ Deno.test("moeFfnFlops() counts the router and k/E of the dense FFN", () => {
 });
 
 // ---- bad input ----------------------------------------------------------------------------
-
-/** Asserts fn throws an instance of `cls` whose message matches `re`. */
-function throwsLike(fn: () => unknown, cls: new (m: string) => Error, re: RegExp): void {
-  assert.throws(fn, (e: Error) => {
-    assert.ok(e instanceof cls, `expected ${cls.name}, got ${e.name}: ${e.message}`);
-    assert.match(e.message, re);
-    return true;
-  });
-}
 
 Deno.test("moeFfn() rejects bad sizes, a router of the wrong shape, and gradients", () => {
   tidy(() => {
