@@ -5,11 +5,11 @@
  * progress on stderr, at the end where every output went (`--json`: one
  * JSON document).
  */
-import { defaultTopK } from "../core/nn/moe_layout.ts";
 import { Command, Option } from "commander";
-import { DEMO_TRAIN_OVERRIDES, type DemoResult, runDemo } from "../pipelines/demo.ts";
-import { intArg, intListArg, snakeKeys } from "./_flags.ts";
+import { defaultTopK } from "../core/nn/moe_layout.ts";
+import { DEMO_TRAIN_OVERRIDES as DEMO, type DemoResult, runDemo } from "../pipelines/demo.ts";
 import { DEFAULT_SCHEDULE_CONFIG } from "../pipelines/schedule.ts";
+import { intArg, intListArg, snakeKeys } from "./_flags.ts";
 import { progressHooks, scheduleOptions } from "./train.ts";
 
 interface DemoFlags {
@@ -27,25 +27,33 @@ export function demoCommand(): Command {
         "profile the checkpoints, bench the final model dense vs MoE, write <out>/report.html",
     )
     .option("--preset <name>", "model and run preset: default or tiny")
-    .option("--steps <n>", "optimizer steps (default 1500)", intArg)
-    .option("--out <dir>", "run folder (default runs/demo)")
+    .option("--steps <n>", `optimizer steps (default ${DEMO.steps})`, intArg)
+    .option("--out <dir>", `run folder (default ${DEMO.out})`)
     .option("--seed <n>", "seed of init and data order (default 1337)", intArg)
     .option("--batch-size <n>", "sequences per step (default 8)", intArg)
-    .option("--save-every <n>", "checkpoint every N steps, profiled later (default 300)", intArg)
-    .option("--eval-every <n>", "validation every N steps (default 250)", intArg)
-    .option("--val-tokens <n>", "validation tokens of the final losses (default 65536)", intArg)
+    .option(
+      "--save-every <n>",
+      `checkpoint every N steps, profiled later (default ${DEMO.save_every})`,
+      intArg,
+    )
+    .option("--eval-every <n>", `validation every N steps (default ${DEMO.eval_every})`, intArg)
+    .option(
+      "--val-tokens <n>",
+      `validation tokens of the final losses (default ${DEMO.val_tokens})`,
+      intArg,
+    )
     .addOption(
       new Option("--schedule <kind>", "dense, sparse or ssd (default ssd)")
         .choices(["dense", "sparse", "ssd"]),
     );
-  return scheduleOptions(cmd, { ...DEFAULT_SCHEDULE_CONFIG, ...DEMO_TRAIN_OVERRIDES })
+  return scheduleOptions(cmd, { ...DEFAULT_SCHEDULE_CONFIG, ...DEMO })
     .option("--bench-batch <list>", "decode batches of the bench besides 1 (default 8)", intListArg)
     .option("--bench-tokens <n>", "validation tokens of the bench's loss per k", intArg)
     .option("--json", "print the outputs and headline figures as one JSON document")
     .action(async (flags: DemoFlags) => {
       const { json, benchBatch, benchTokens, ...rest } = flags;
       const train = snakeKeys(rest);
-      const progress = progressHooks(Number(train.steps ?? 1500));
+      const progress = progressHooks(Number(train.steps ?? DEMO.steps));
       const result = await runDemo({
         train,
         bench_batch: benchBatch,
