@@ -4,7 +4,10 @@
  * configs taking turns rep by rep so that load from other processes on the
  * shared cores falls on all of them alike. Prints and returns one row each.
  */
+import type { MoeWeights } from "../../core/nn/moe_ffn.ts";
+import type { Rng } from "../../core/rng.ts";
 import { tidy } from "../../core/scope.ts";
+import { tensor } from "../../core/tensor.ts";
 import { gpu } from "../../gpu/runtime.ts";
 
 /** One timed variant; the first config of a comparison is the dense reference. */
@@ -32,8 +35,25 @@ export interface BenchRow {
 
 const r2 = (x: number) => Math.round(x * 100) / 100;
 
-/** FFN shape both MoE benchmarks time: the default model's. */
+/** FFN shape the MoE benchmarks time: the default model's. */
 export const BENCH_FFN = Object.freeze({ C: 128, DFF: 512, E: 16 });
+/**
+ * Random weights of a `BENCH_FFN` layer drawn from `rng` (c_fc, c_proj std
+ * 0.05, biases 0.02, a unit-normal router so experts are picked about evenly).
+ */
+export function benchWeights(rng: Rng, requiresGrad = false): MoeWeights {
+  const { C, DFF, E } = BENCH_FFN;
+  const t = (n: number, shape: number[], std: number) =>
+    tensor(rng.normalArray(n, std), shape, { requiresGrad });
+  return {
+    fcW: t(DFF * C, [DFF, C], 0.05),
+    fcB: t(DFF, [DFF], 0.02),
+    projW: t(C * DFF, [C, DFF], 0.05),
+    projB: t(C, [C], 0.02),
+    router: t(E * C, [E, C], 1),
+  };
+}
+
 /** Wall time aimed at per timed batch of calls. */
 export const BATCH_MS = 600;
 

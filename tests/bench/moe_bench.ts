@@ -18,6 +18,7 @@ import {
   type BenchConfig,
   benchFlags,
   type BenchRow,
+  benchWeights,
   compareConfigs,
   flag,
 } from "./_compare.ts";
@@ -43,13 +44,7 @@ const log = (s: string) => asJson ? console.error(s) : console.log(s);
 log(`adapter: ${g.dev.summary.name}; dense matmul: ${configName(matmulChoice(g).config)}`);
 
 const rng = new Rng(7);
-const w = {
-  fcW: tensor(rng.normalArray(DFF * C, 0.05), [DFF, C]),
-  fcB: tensor(rng.normalArray(DFF, 0.02), [DFF]),
-  projW: tensor(rng.normalArray(C * DFF, 0.05), [C, DFF]),
-  projB: tensor(rng.normalArray(C, 0.02), [C]),
-  router: tensor(rng.normalArray(E * C, 1), [E, C]),
-};
+const w = benchWeights(rng);
 
 /** Records `n` calls in one scope and returns after one host wait: ms per call. */
 const rows: BenchRow[] = [];

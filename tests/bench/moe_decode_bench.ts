@@ -26,7 +26,7 @@
  * runs in a pass of its own, which adds ~50 µs per dispatch on llvmpipe)
  * follows unless `--no-profile`.
  */
-import { flag } from "./_compare.ts";
+import { BENCH_FFN, benchWeights, flag } from "./_compare.ts";
 import { ffnDecode, type MoeDecodeStrategy, moeFfnDecode } from "../../core/nn/moe_ffn_decode.ts";
 import { moeFfnFlops } from "../../core/nn/moe_ffn.ts";
 import { relu } from "../../core/ops/activation.ts";
@@ -38,7 +38,7 @@ import { type Tensor, tensor } from "../../core/tensor.ts";
 import { moeDecodeStrategy } from "../../gpu/kernels/moe_decode.ts";
 import { initGpu } from "../../gpu/runtime.ts";
 
-const [C, DFF, E] = [128, 512, 16];
+const { C, DFF, E } = BENCH_FFN;
 const list = (s: string) => s.split(",").map(Number);
 const asJson = Deno.args.includes("--json");
 const reps = Number(flag("--reps") ?? 7);
@@ -59,13 +59,7 @@ const log = (s: string) => asJson ? console.error(s) : console.log(s);
 log(`adapter: ${g.dev.summary.name}; FFN C ${C}, d_ff ${DFF}, E ${E}`);
 
 const rng = new Rng(11);
-const w = {
-  fcW: tensor(rng.normalArray(DFF * C, 0.05), [DFF, C]),
-  fcB: tensor(rng.normalArray(DFF, 0.02), [DFF]),
-  projW: tensor(rng.normalArray(C * DFF, 0.05), [C, DFF]),
-  projB: tensor(rng.normalArray(C, 0.02), [C]),
-  router: tensor(rng.normalArray(E * C, 1), [E, C]),
-};
+const w = benchWeights(rng);
 
 interface Config {
   mode: string;

@@ -17,6 +17,7 @@ import {
   type BenchConfig,
   benchFlags,
   type BenchRow,
+  benchWeights,
   compareConfigs,
 } from "./_compare.ts";
 import { moeFfnFlops } from "../../core/nn/moe_ffn.ts";
@@ -38,20 +39,12 @@ const log = (s: string) => asJson ? console.error(s) : console.log(s);
 log(`adapter: ${g.dev.summary.name}; dense matmul: ${configName(matmulChoice(g).config)}`);
 
 const rng = new Rng(7);
-const param = (n: number, shape: number[], std: number) =>
-  tensor(rng.normalArray(n, std), shape, { requiresGrad: true });
-const w = {
-  fcW: param(DFF * C, [DFF, C], 0.05),
-  fcB: param(DFF, [DFF], 0.02),
-  projW: param(C * DFF, [C, DFF], 0.05),
-  projB: param(C, [C], 0.02),
-  router: param(E * C, [E, C], 1),
-};
+const w = benchWeights(rng, true);
 
 /** One training-step FFN: forward, backward with seed G, then drop the gradients. */
 function step(h: Tensor, G: Tensor, fwd: () => Tensor): void {
   backward(fwd(), G);
-  for (const t of [h, w.fcW, w.fcB, w.projW, w.projB, w.router]) {
+  for (const t of [h, w.fcW, w.fcB!, w.projW, w.projB!, w.router]) {
     t.grad?.release();
     t.grad = null;
   }
