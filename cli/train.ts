@@ -32,10 +32,17 @@ interface TrainFlags {
  */
 export function scheduleOptions(
   cmd: Command,
-  d: Pick<ScheduleConfig, "monitor_every" | "stable_threshold" | "patience" | "sparse_steps">,
+  d: Pick<
+    ScheduleConfig,
+    "experts" | "monitor_every" | "stable_threshold" | "patience" | "sparse_steps"
+  >,
 ): Command {
   return cmd
-    .option("--experts <E>", "experts per FFN layer in sparse phases (default 16)", intArg)
+    .option(
+      "--experts <E>",
+      `experts per FFN layer in sparse phases (default ${d.experts})`,
+      intArg,
+    )
     .option("--top-k <k>", "experts per token in sparse phases (default E/4)", intArg)
     .option(
       "--monitor-every <n>",

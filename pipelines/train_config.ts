@@ -5,6 +5,7 @@
 import { ConfigError } from "../core/errors.ts";
 import { type GPTConfig, MODEL_PRESETS, validateConfig } from "../core/nn/config.ts";
 import { type FlatConfig, mergeConfig, readConfigFile } from "./config.ts";
+import { DEFAULT_SCHEDULE_CONFIG } from "./schedule.ts";
 
 /** Everything a training run needs; saved in each checkpoint's `ssd.train`. */
 export interface TrainConfig extends FlatConfig {
@@ -109,16 +110,9 @@ export const DEFAULT_TRAIN_CONFIG: Readonly<TrainConfig> = Object.freeze({
   out: "runs/train",
   data: null,
   val: null,
+  // The schedule's own defaults (SPEC 6); plain training unless asked.
+  ...DEFAULT_SCHEDULE_CONFIG,
   schedule: "dense",
-  experts: 16,
-  top_k: null,
-  monitor_every: 100,
-  stable_threshold: 0.9,
-  patience: 2,
-  sparse_steps: 500,
-  final_dense: null,
-  sparse_from: null,
-  fresh_margin: 0.01,
 });
 
 /** Overrides each preset applies on top of the defaults. */
