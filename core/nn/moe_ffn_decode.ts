@@ -35,6 +35,7 @@ import {
   MOE_DECODE_MAX_EXPERTS,
   moeDecodeKernel,
   type MoeDecodeStrategy,
+  type MoeDecodeWeights,
 } from "../../gpu/kernels/moe_decode.ts";
 import { MAX_WORKGROUPS_PER_DIM } from "../../gpu/util.ts";
 import { gpu } from "../../gpu/runtime.ts";
@@ -59,6 +60,17 @@ export const MOE_DECODE_MAX_TOKENS = MAX_WORKGROUPS_PER_DIM;
 
 /** The dense FFN tensors (nanoGPT layouts); a `MoeWeights` is one too. */
 export type FfnWeights = Pick<MoeWeights, "fcW" | "fcB" | "projW" | "projB">;
+
+/** The kernel's view of the FFN tensors (router null: the dense FFN). */
+function decodeWeights(w: FfnWeights, router: Tensor | null): MoeDecodeWeights {
+  return {
+    fcW: w.fcW.buffer,
+    fcB: w.fcB?.buffer ?? null,
+    projW: w.projW.buffer,
+    projB: w.projB?.buffer ?? null,
+    router: router?.buffer ?? null,
+  };
+}
 
 /** The shared FFN checks, plus the decode kernels' token limit; returns [N, C, d_ff]. */
 function checkFfn(
@@ -106,13 +118,7 @@ export function ffnDecode(
     gpu(),
     out.buffer,
     h.buffer,
-    {
-      fcW: w.fcW.buffer,
-      fcB: w.fcB?.buffer ?? null,
-      projW: w.projW.buffer,
-      projB: w.projB?.buffer ?? null,
-      router: null,
-    },
+    decodeWeights(w, null),
     { N, C, dff, E: 1, k: 1 },
     activation,
     opts.strategy,
@@ -158,13 +164,7 @@ export function moeFfnDecode(
     gpu(),
     out.buffer,
     h.buffer,
-    {
-      fcW: w.fcW.buffer,
-      fcB: w.fcB?.buffer ?? null,
-      projW: w.projW.buffer,
-      projB: w.projB?.buffer ?? null,
-      router: w.router.buffer,
-    },
+    decodeWeights(w, w.router),
     { N, C, dff, E, k },
     activation,
     opts.strategy,
