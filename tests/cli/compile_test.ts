@@ -63,11 +63,9 @@ Deno.test("compile: no network gives one line naming DENORT_BIN; with it, a work
   const dir = await Deno.makeTempDir();
   const out = join(dir, "ssd");
   try {
-    const env: Record<string, string> = {};
     const r = await new Deno.Command("env", {
       args: ["-u", "DENORT_BIN", Deno.execPath(), "run", "-A", "cli/build_binary.ts", "-o", out],
       cwd: ROOT,
-      env,
       stdout: "piped",
       stderr: "piped",
     }).output();
