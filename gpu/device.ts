@@ -81,10 +81,32 @@ function ensureRuntimeDir(): void {
   }
 }
 
+/**
+ * Deno's wgpu opens every backend it was built with; on Linux that is Vulkan
+ * and GL (through glvnd's libEGL). We only ever use Vulkan, but EGL's
+ * per-thread state, once created, is freed twice at process exit (by the
+ * instance's teardown and again by libGLdispatch's thread-exit destructor):
+ * glibc then aborts with "double free or corruption" or "corrupted size vs.
+ * prev_size" in a few percent of processes, after all their work is done.
+ * Asking for Vulkan alone keeps libEGL out of the process. The variable is
+ * read once, when `navigator.gpu` is first used, so it is set before the
+ * first adapter request; a value the user set is respected.
+ * `tests/stress/exit_repro.ts` reproduces the abort without it.
+ */
+export function chooseBackend(): void {
+  if (Deno.build.os !== "linux") return;
+  try {
+    if (!Deno.env.get("DENO_WEBGPU_BACKEND")) Deno.env.set("DENO_WEBGPU_BACKEND", "vulkan");
+  } catch {
+    // Without --allow-env we cannot choose; the default backends still work.
+  }
+}
+
 /** Returns the adapter or null; never throws for "no adapter". */
 export async function requestAdapter(): Promise<GPUAdapter | null> {
   if (typeof navigator === "undefined" || !("gpu" in navigator)) return null;
   ensureRuntimeDir();
+  chooseBackend();
   try {
     return await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
   } catch {

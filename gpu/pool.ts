@@ -94,6 +94,17 @@ export class BufferPool {
     this.#pooledCount = 0;
   }
 
+  /**
+   * Destroys every buffer the pool made, live or free: the runtime's
+   * shutdown, after which the pool must not be used.
+   */
+  destroyAll(): void {
+    this.trim();
+    for (const b of this.#live) b.destroy();
+    this.#live.clear();
+    this.#liveBytes = 0;
+  }
+
   /** Current counts. */
   stats(): PoolStats {
     return {

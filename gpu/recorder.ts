@@ -418,6 +418,22 @@ export class Recorder {
     return true;
   }
 
+  /**
+   * Drops unsubmitted work and destroys the recorder's own buffers (parameter
+   * arena, staging, timestamp readbacks): the runtime's shutdown.
+   */
+  destroy(): void {
+    this.#pass = null;
+    this.#encoder = null;
+    for (const b of [...this.#arena, ...this.#staging]) b.destroy();
+    for (const b of this.#profileBatches) b.readback.destroy();
+    this.#querySet?.destroy();
+    this.#arena = [];
+    this.#staging = [];
+    this.#profileBatches = [];
+    this.#querySet = null;
+  }
+
   /** Collects GPU time per kernel of every profiled batch since the last call. */
   async takeProfile(): Promise<KernelTimes> {
     this.flush();

@@ -24,6 +24,36 @@ export interface Gpu {
 
 let current: Gpu | null = null;
 let opening: Promise<Gpu> | null = null;
+// Resources other modules keep per device (scratch textures), destroyed by
+// `closeGpu()` before the device itself.
+const closers: ((g: Gpu) => void)[] = [];
+
+/** Registers `fn` to free what a module keeps on the device, at `closeGpu()`. */
+export function atCloseGpu(fn: (g: Gpu) => void): void {
+  closers.push(fn);
+}
+
+/**
+ * Shuts the runtime down in order: every resource the process made on the
+ * device (pooled buffers, the recorder's arena and staging, scratch
+ * textures), then the device. Idempotent; runs by itself when the process
+ * unloads: at the end of a script or a test run, and on `Deno.exit()`, which
+ * dispatches `unload` too.
+ */
+export function closeGpu(): void {
+  const g = current;
+  if (!g) return;
+  current = null;
+  opening = null;
+  try {
+    g.recorder.destroy();
+    for (const fn of closers) fn(g);
+    g.pool.destroyAll();
+    g.pipelines.clear();
+  } finally {
+    g.device.destroy();
+  }
+}
 
 /** Opens the GPU once per process; later calls return the same runtime. */
 export function initGpu(): Promise<Gpu> {
@@ -37,6 +67,7 @@ export function initGpu(): Promise<Gpu> {
       pipelines,
       recorder: new Recorder(dev, pipelines),
     };
+    globalThis.addEventListener("unload", closeGpu);
     return current;
   }).catch((e) => {
     opening = null;

@@ -8,7 +8,7 @@
  * recorded in order in the command stream; what must outlive the next call
  * (e.g. for a backward) has to be copied out by its owner.
  */
-import type { Gpu } from "./runtime.ts";
+import { atCloseGpu, type Gpu } from "./runtime.ts";
 
 interface ScratchTexture {
   texture: GPUTexture;
@@ -77,6 +77,15 @@ export function scratchTexture(
   }
   return t.view;
 }
+
+// Every scratch resource of a device goes at the runtime's shutdown.
+atCloseGpu((g) => {
+  const s = scratch.get(g.device);
+  if (!s) return;
+  for (const t of s.textures.values()) t.texture.destroy();
+  s.dummy.destroy();
+  scratch.delete(g.device);
+});
 
 /**
  * Destroys `owner`'s scratch textures (they are otherwise kept for reuse).

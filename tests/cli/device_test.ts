@@ -8,6 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { GpuError, NO_ADAPTER_HINT } from "../../core/errors.ts";
+import { requestAdapter } from "../../gpu/device.ts";
 import { runDevice } from "../../pipelines/device.ts";
 import { assertOneErrorLine, ssd } from "./_ssd.ts";
 
@@ -18,7 +19,7 @@ Deno.test("ssd device prints the adapter table and exits 0", async () => {
   const r = await ssd(["device"]);
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stderr, "");
-  const adapter = await navigator.gpu.requestAdapter();
+  const adapter = await requestAdapter();
   assert.ok(adapter, NO_ADAPTER_HINT);
   // The name printed is the one this process's adapter reports.
   assert.match(r.stdout, new RegExp(`^  name +${escape(adapter.info.description)}$`, "m"));
@@ -34,7 +35,7 @@ Deno.test("ssd device --json prints one JSON document with name, limits and feat
   const r = await ssd(["device", "--json"]);
   assert.equal(r.code, 0, r.stderr);
   const doc = JSON.parse(r.stdout);
-  const adapter = await navigator.gpu.requestAdapter();
+  const adapter = await requestAdapter();
   assert.ok(adapter, NO_ADAPTER_HINT);
   assert.equal(doc.name, adapter.info.description || adapter.info.device);
   assert.equal(typeof doc.fallback, "boolean");
