@@ -74,20 +74,20 @@ export * from "./core/data.ts";
 export * from "./core/tokenizer.ts";
 export { loadBrown } from "./core/corpus_brown.ts";
 
-export { runTrain, type TrainSummary } from "./pipelines/train.ts";
+export { runTrain, type TrainSummary } from "./pipelines/train/run.ts";
 export {
   DEFAULT_TRAIN_CONFIG,
   resolveTrainConfig,
   type TrainConfig,
-} from "./pipelines/train_config.ts";
-export { type EvalResult, evaluateTokens } from "./pipelines/evaluate.ts";
+} from "./pipelines/train/config.ts";
+export { type EvalResult, evaluateTokens } from "./core/nn/token_nll.ts";
 export { runEval } from "./pipelines/eval.ts";
 export { runGenerate } from "./pipelines/generate.ts";
 export { runInspect } from "./pipelines/inspect.ts";
-export { runProfile } from "./pipelines/profile.ts";
+export { runProfile } from "./pipelines/profile/run.ts";
 export { runMoefy } from "./pipelines/moefy.ts";
-export { benchJson, runBench } from "./pipelines/bench.ts";
-export { runReport } from "./pipelines/report.ts";
+export { benchJson, runBench } from "./pipelines/bench/run.ts";
+export { runReport } from "./pipelines/report/run.ts";
 export { runDemo } from "./pipelines/demo.ts";
 
 export {
@@ -112,16 +112,16 @@ export type { MoeFfnTrainOptions } from "./core/nn/moe_ffn_train.ts";
 export type { FfnDecodeOptions, FfnWeights } from "./core/nn/moe_ffn_decode.ts";
 export type { DecoderOptions } from "./core/nn/decode.ts";
 export type { FlatConfig } from "./pipelines/config.ts";
-export type { ProfileShares } from "./pipelines/profile_step.ts";
-export type { AccountingSummary, SwitchEvent } from "./pipelines/schedule.ts";
-export type { TrainOptions } from "./pipelines/train.ts";
+export type { ProfileShares } from "./pipelines/train/kernel_profile.ts";
+export type { AccountingSummary, SwitchEvent } from "./pipelines/train/schedule.ts";
+export type { TrainOptions } from "./pipelines/train/run.ts";
 export type { EvalConfig, EvalHooks, EvalReport } from "./pipelines/eval.ts";
 export type { GenerateConfig } from "./pipelines/generate.ts";
 export type { InspectConfig, InspectReport } from "./pipelines/inspect.ts";
-export type { ProfileConfig, ProfileHooks, ProfileReport } from "./pipelines/profile.ts";
+export type { ProfileConfig, ProfileHooks, ProfileReport } from "./pipelines/profile/run.ts";
 export type { MoefyConfig, MoefyReport } from "./pipelines/moefy.ts";
-export type { BenchConfig, BenchHooks, BenchReport } from "./pipelines/bench.ts";
-export type { ReportConfig, ReportResult } from "./pipelines/report.ts";
+export type { BenchConfig, BenchHooks, BenchReport } from "./pipelines/bench/run.ts";
+export type { ReportConfig, ReportResult } from "./pipelines/report/run.ts";
 export type { DemoOptions, DemoResult } from "./pipelines/demo.ts";
 export type { MatmulShape } from "./gpu/kernels/matmul.ts";
 export type { RegisterTile } from "./gpu/kernels/matmul_register.ts";
@@ -135,13 +135,13 @@ export type {
   TrainStateSummary,
 } from "./pipelines/inspect.ts";
 export type { MoefyLayer } from "./pipelines/moefy.ts";
-export type { CheckpointProfile, PairSimilarity } from "./pipelines/profile.ts";
-export { FAMILIES } from "./pipelines/profile_step.ts";
-export type { SkippedPlot } from "./pipelines/_report_style.ts";
-export type { Phase, PhaseTotals } from "./pipelines/schedule.ts";
-export type { TrainHooks } from "./pipelines/train.ts";
-export type { BenchRow } from "./pipelines/bench.ts";
-export type { DecodeResult, PrefillResult } from "./pipelines/bench.ts";
-export type { LayerProfile } from "./pipelines/profile.ts";
+export type { CheckpointProfile, PairSimilarity } from "./pipelines/profile/run.ts";
+export { FAMILIES } from "./pipelines/train/kernel_profile.ts";
+export type { SkippedPlot } from "./pipelines/report/_style.ts";
+export type { Phase, PhaseTotals } from "./pipelines/train/schedule.ts";
+export type { TrainHooks } from "./pipelines/train/run.ts";
+export type { BenchRow } from "./pipelines/bench/run.ts";
+export type { DecodeResult, PrefillResult } from "./pipelines/bench/run.ts";
+export type { LayerProfile } from "./pipelines/profile/run.ts";
 export type { CoverageRow } from "./pipelines/moefy.ts";
-export type { StepMetrics } from "./pipelines/train.ts";
+export type { StepMetrics } from "./pipelines/train/run.ts";

@@ -1,5 +1,5 @@
 /**
- * `ssd bench CKPT`: dense against MoE inference at each k (pipelines/bench.ts):
+ * `ssd bench CKPT`: dense against MoE inference at each k (pipelines/bench/run.ts):
  * FFN FLOPs, validation loss, prefill throughput and KV-cache decode speed
  * with the FFN's share of GPU time. Two tables on stdout by default; with
  * `--json` one JSON document (the contract in notes/BENCH_JSON.md). Stage
@@ -12,7 +12,7 @@ import {
   type DecodeResult,
   DEFAULT_BENCH_CONFIG,
   runBench,
-} from "../pipelines/bench.ts";
+} from "../pipelines/bench/run.ts";
 import { intArg, intListArg } from "./_flags.ts";
 
 /** Options of `ssd bench`, as commander parses them. */

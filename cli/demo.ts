@@ -8,7 +8,7 @@
 import { Command, Option } from "commander";
 import { defaultTopK } from "../core/nn/moe_layout.ts";
 import { DEMO_TRAIN_OVERRIDES as DEMO, type DemoResult, runDemo } from "../pipelines/demo.ts";
-import { DEFAULT_SCHEDULE_CONFIG } from "../pipelines/schedule.ts";
+import { DEFAULT_SCHEDULE_CONFIG } from "../pipelines/train/schedule.ts";
 import { intArg, intListArg, snakeKeys } from "./_flags.ts";
 import { progressHooks, scheduleOptions } from "./train.ts";
 

@@ -11,7 +11,7 @@ import {
   HIST_BINS,
   type ProfileReport,
   runProfile,
-} from "../pipelines/profile.ts";
+} from "../pipelines/profile/run.ts";
 import { intArg } from "./_flags.ts";
 
 /** Options of `ssd profile`, as commander parses them. */

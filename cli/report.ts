@@ -6,7 +6,7 @@
  * `--json` one JSON document.
  */
 import { Command } from "commander";
-import { DEFAULT_REPORT_CONFIG, type ReportResult, runReport } from "../pipelines/report.ts";
+import { DEFAULT_REPORT_CONFIG, type ReportResult, runReport } from "../pipelines/report/run.ts";
 
 /** Options of `ssd report`, as commander parses them. */
 export interface ReportFlags {

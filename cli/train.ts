@@ -4,7 +4,7 @@
  * the current step and saves a checkpoint before exiting (code 130).
  */
 import { Command, Option } from "commander";
-import { resolveTrainConfig, type TrainConfig } from "../pipelines/train_config.ts";
+import { resolveTrainConfig, type TrainConfig } from "../pipelines/train/config.ts";
 import {
   resolveResumePath,
   runTrain,
@@ -12,9 +12,9 @@ import {
   type StepMetrics,
   type TrainHooks,
   type TrainSummary,
-} from "../pipelines/train.ts";
-import { FAMILIES } from "../pipelines/profile_step.ts";
-import { DEFAULT_SCHEDULE_CONFIG, type ScheduleConfig } from "../pipelines/schedule.ts";
+} from "../pipelines/train/run.ts";
+import { FAMILIES } from "../pipelines/train/kernel_profile.ts";
+import { DEFAULT_SCHEDULE_CONFIG, type ScheduleConfig } from "../pipelines/train/schedule.ts";
 import { intArg, numArg, snakeKeys } from "./_flags.ts";
 
 /** Flags that are not config keys. */

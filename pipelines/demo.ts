@@ -20,11 +20,11 @@
  */
 import { join } from "node:path";
 import { writeFileAtomic } from "../core/atomic_write.ts";
-import { benchJson, type BenchReport, DEFAULT_BENCH_CONFIG, runBench } from "./bench.ts";
-import { DEFAULT_PROFILE_CONFIG, type ProfileReport, runProfile } from "./profile.ts";
-import { type ReportResult, runReport } from "./report.ts";
-import { resolveTrainConfig, type TrainConfig } from "./train_config.ts";
-import { runTrain, type TrainHooks, type TrainSummary } from "./train.ts";
+import { benchJson, type BenchReport, DEFAULT_BENCH_CONFIG, runBench } from "./bench/run.ts";
+import { DEFAULT_PROFILE_CONFIG, type ProfileReport, runProfile } from "./profile/run.ts";
+import { type ReportResult, runReport } from "./report/run.ts";
+import { resolveTrainConfig, type TrainConfig } from "./train/config.ts";
+import { runTrain, type TrainHooks, type TrainSummary } from "./train/run.ts";
 
 /** What the demo sets on top of the train defaults (flags override each). */
 export const DEMO_TRAIN_OVERRIDES: Readonly<Partial<TrainConfig>> = Object.freeze({

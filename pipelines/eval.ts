@@ -18,7 +18,7 @@ import { type LoadedGPT, loadGPT } from "../core/nn/gpt_checkpoint.ts";
 import { tokenizerFromId, VOCAB_SIZE } from "../core/tokenizer.ts";
 import { autotuneMatmul } from "../gpu/autotune.ts";
 import { initGpu } from "../gpu/runtime.ts";
-import { type EvalResult, evaluateTokens } from "./evaluate.ts";
+import { type EvalResult, evaluateTokens } from "../core/nn/token_nll.ts";
 
 /** Windows scored per chunk (one host wait and one progress report each). */
 export const EVAL_CHUNK_WINDOWS = 256;

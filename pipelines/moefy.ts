@@ -50,9 +50,9 @@ import {
 } from "../core/moe/partition.ts";
 import { autotuneMatmul } from "../gpu/autotune.ts";
 import { initGpu } from "../gpu/runtime.ts";
-import { type EvalResult, evaluateTokens } from "./evaluate.ts";
-import { captureFfn, type FfnCapture } from "./ffn_capture.ts";
-import { routerTopK, trainLinearRouter } from "./router_fit.ts";
+import { type EvalResult, evaluateTokens } from "../core/nn/token_nll.ts";
+import { captureFfn, type FfnCapture } from "../core/nn/ffn_capture.ts";
+import { routerTopK, trainLinearRouter } from "../core/moe/router_fit.ts";
 
 /** What `ssd moefy` builds. */
 export interface MoefyConfig {

@@ -15,8 +15,8 @@
  */
 import { join } from "node:path";
 import { DEMO_TRAIN_OVERRIDES } from "../../pipelines/demo.ts";
-import { resolveTrainConfig } from "../../pipelines/train_config.ts";
-import { runTrain, type TrainSummary } from "../../pipelines/train.ts";
+import { resolveTrainConfig } from "../../pipelines/train/config.ts";
+import { runTrain, type TrainSummary } from "../../pipelines/train/run.ts";
 
 const args = [...Deno.args];
 const json = args.includes("--json");

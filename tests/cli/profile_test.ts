@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { DEFAULT_PROFILE_CONFIG, runProfile } from "../../pipelines/profile.ts";
+import { DEFAULT_PROFILE_CONFIG, runProfile } from "../../pipelines/profile/run.ts";
 import { setupGpu } from "../_helpers.ts";
 import { sampleText, TINY_CONFIG, writeTinyCheckpoint } from "../pipelines/_tiny_checkpoint.ts";
 import { assertOneErrorLine, noAutotune, ssd } from "./_ssd.ts";

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { figures, writeBench, writeSyntheticRun } from "../pipelines/_report_fixtures.ts";
+import { figures, writeBench, writeSyntheticRun } from "../pipelines/report/_fixtures.ts";
 import { listDir } from "../pipelines/_tiny_checkpoint.ts";
 import { assertOneErrorLine, ssd } from "./_ssd.ts";
 

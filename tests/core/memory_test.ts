@@ -9,7 +9,7 @@
  * t)^2)) and a small MLP classifier (linear → relu → linear → cross-entropy),
  * so matmul, its texture scratch and the fused cross-entropy are covered too.
  * The whole GPT's training loop is checked the same way in
- * tests/pipelines/train_test.ts.
+ * tests/pipelines/train/run_test.ts.
  */
 import assert from "node:assert/strict";
 import { lrAt } from "../../core/lr_schedule.ts";

@@ -4,8 +4,8 @@
  * field by field so that a bad file fails with one line naming it.
  */
 import { basename, resolve } from "node:path";
-import { ConfigError } from "../core/errors.ts";
-import { Fields, show, uniqueNames } from "./_report_util.ts";
+import { ConfigError } from "../../core/errors.ts";
+import { Fields, show, uniqueNames } from "./_util.ts";
 
 /** One decode measurement of a bench row. */
 export interface BenchDecode {

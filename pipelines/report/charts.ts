@@ -7,7 +7,7 @@
  * rendered SVG needs nothing else.
  */
 import type { TopLevelSpec } from "vega-lite";
-import type { RunData } from "./report_data.ts";
+import type { RunData } from "./data.ts";
 import {
   changePoints,
   plainSeries,
@@ -15,7 +15,7 @@ import {
   smoothingWindow,
   smoothSeries,
   sparseSpans,
-} from "./report_series.ts";
+} from "./series.ts";
 import {
   colorOf,
   type Layer,
@@ -26,7 +26,7 @@ import {
   type Row,
   type SkippedPlot,
   topLevel,
-} from "./_report_style.ts";
+} from "./_style.ts";
 
 const STEP_X = {
   field: "step",

@@ -6,33 +6,33 @@
  * wait that reads the loss, the gradient norm and the per-layer statistics
  * together. Each step runs in a `tidyAsync` scope, so its activations and
  * gradients return to the pool at the end of the step. Between steps the
- * schedule (pipelines/schedule.ts) may ask for a partition check or a
+ * schedule (`./schedule.ts`) may ask for a partition check or a
  * switch; a switch to sparse MoE-fies the model in place
- * (pipelines/ssd_switch.ts) and sparse steps run each FFN on its tokens'
+ * (`./switch.ts`) and sparse steps run each FFN on its tokens'
  * top-k experts, with AdamW leaving experts that got no token untouched.
  * Checkpoints hold the weights, AdamW moments and the training state (step,
  * data sampler, schedule, monitor, accounting, config), so `--resume`
  * continues the run exactly: same batches, phases, learning rates, losses.
  */
-import { TOKENIZER_ID } from "../core/tokenizer.ts";
-import { BatchSampler, type Dataset, loadDataset, type SamplerState } from "../core/data.ts";
-import { ConfigError, SsdError } from "../core/errors.ts";
-import { paramCount } from "../core/nn/config.ts";
-import { GPT } from "../core/nn/gpt.ts";
-import { loadGPT, saveGPT } from "../core/nn/gpt_checkpoint.ts";
-import { lrAt, type LrSchedule } from "../core/lr_schedule.ts";
-import { AdamW } from "../core/optim/adamw.ts";
-import { gradClip } from "../core/optim/clip.ts";
-import { Rng } from "../core/rng.ts";
-import { tidyAsync } from "../core/scope.ts";
-import { backward } from "../core/tape.ts";
-import { readAll, type Tensor, tensor } from "../core/tensor.ts";
-import { autotuneMatmul } from "../gpu/autotune.ts";
-import { initGpu } from "../gpu/runtime.ts";
-import { type EvalResult, evaluateTokens } from "./evaluate.ts";
+import { TOKENIZER_ID } from "../../core/tokenizer.ts";
+import { BatchSampler, type Dataset, loadDataset, type SamplerState } from "../../core/data.ts";
+import { ConfigError, SsdError } from "../../core/errors.ts";
+import { paramCount } from "../../core/nn/config.ts";
+import { GPT } from "../../core/nn/gpt.ts";
+import { loadGPT, saveGPT } from "../../core/nn/gpt_checkpoint.ts";
+import { lrAt, type LrSchedule } from "../../core/lr_schedule.ts";
+import { AdamW } from "../../core/optim/adamw.ts";
+import { gradClip } from "../../core/optim/clip.ts";
+import { Rng } from "../../core/rng.ts";
+import { tidyAsync } from "../../core/scope.ts";
+import { backward } from "../../core/tape.ts";
+import { readAll, type Tensor, tensor } from "../../core/tensor.ts";
+import { autotuneMatmul } from "../../gpu/autotune.ts";
+import { initGpu } from "../../gpu/runtime.ts";
+import { type EvalResult, evaluateTokens } from "../../core/nn/token_nll.ts";
 import { join } from "node:path";
-import { modelConfigOf, type TrainConfig } from "./train_config.ts";
-import { kernelFamilyShares, type ProfileShares } from "./profile_step.ts";
+import { modelConfigOf, type TrainConfig } from "./config.ts";
+import { kernelFamilyShares, type ProfileShares } from "./kernel_profile.ts";
 import {
   type AccountingState,
   type AccountingSummary,
@@ -46,8 +46,8 @@ import {
   SsdSchedule,
   type SwitchEvent,
 } from "./schedule.ts";
-import { applyPartition, identityLayout, originalFcRows } from "./ssd_switch.ts";
-import type { ExpertMask } from "../gpu/kernels/adamw.ts";
+import { applyPartition, identityLayout, originalFcRows } from "./switch.ts";
+import type { ExpertMask } from "../../gpu/kernels/adamw.ts";
 
 /** One line of metrics.jsonl (SPEC 7 keys). */
 export interface StepMetrics {
@@ -173,7 +173,7 @@ export async function resolveResumePath(path: string): Promise<string> {
 
 /** Reads the training config saved in a checkpoint (for `--resume`). */
 export async function savedTrainConfig(path: string): Promise<TrainConfig> {
-  const { readHeader, metaJson, META_TRAIN } = await import("../core/checkpoint.ts");
+  const { readHeader, metaJson, META_TRAIN } = await import("../../core/checkpoint.ts");
   const header = await readHeader(path);
   const train = metaJson(header, META_TRAIN, true)!;
   if (!train.config || typeof train.config !== "object") {

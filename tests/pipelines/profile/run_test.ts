@@ -19,15 +19,15 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type HostTensor, readCheckpoint, writeCheckpoint } from "../../core/checkpoint.ts";
-import { evalWindows } from "../../core/data.ts";
-import { CheckpointError, ConfigError } from "../../core/errors.ts";
-import type { GPTConfig } from "../../core/nn/config.ts";
-import { loadGPT } from "../../core/nn/gpt_checkpoint.ts";
-import { Rng } from "../../core/rng.ts";
-import { keep, tidy } from "../../core/scope.ts";
-import { noGrad } from "../../core/tape.ts";
-import { readAll, type Tensor, tensor } from "../../core/tensor.ts";
+import { type HostTensor, readCheckpoint, writeCheckpoint } from "../../../core/checkpoint.ts";
+import { evalWindows } from "../../../core/data.ts";
+import { CheckpointError, ConfigError } from "../../../core/errors.ts";
+import type { GPTConfig } from "../../../core/nn/config.ts";
+import { loadGPT } from "../../../core/nn/gpt_checkpoint.ts";
+import { Rng } from "../../../core/rng.ts";
+import { keep, tidy } from "../../../core/scope.ts";
+import { noGrad } from "../../../core/tape.ts";
+import { readAll, type Tensor, tensor } from "../../../core/tensor.ts";
 import {
   DEFAULT_PROFILE_CONFIG,
   HIST_BINS,
@@ -36,9 +36,9 @@ import {
   npyBytes,
   type ProfileConfig,
   runProfile,
-} from "../../pipelines/profile.ts";
-import { setupGpu } from "../_helpers.ts";
-import { listDir, sampleText, TINY_CONFIG, writeTinyCheckpoint } from "./_tiny_checkpoint.ts";
+} from "../../../pipelines/profile/run.ts";
+import { setupGpu } from "../../_helpers.ts";
+import { listDir, sampleText, TINY_CONFIG, writeTinyCheckpoint } from "../_tiny_checkpoint.ts";
 
 Deno.env.set("SSD_NO_AUTOTUNE", "1");
 await setupGpu();

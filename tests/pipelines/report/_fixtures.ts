@@ -6,7 +6,7 @@
  * per-phase accounting; and `ssd bench --json` documents.
  */
 import { join } from "node:path";
-import { writeTinyCheckpoint } from "./_tiny_checkpoint.ts";
+import { writeTinyCheckpoint } from "../_tiny_checkpoint.ts";
 
 /** Shape of a synthetic run. */
 export interface SyntheticRun {

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { loadBrownDataset, unigramEntropyBits } from "../../core/data.ts";
-import { readHeader } from "../../core/checkpoint.ts";
-import { gpu } from "../../gpu/runtime.ts";
-import { resolveTrainConfig } from "../../pipelines/train_config.ts";
-import { runTrain } from "../../pipelines/train.ts";
-import { setupGpu } from "../_helpers.ts";
+import { loadBrownDataset, unigramEntropyBits } from "../../../core/data.ts";
+import { readHeader } from "../../../core/checkpoint.ts";
+import { gpu } from "../../../gpu/runtime.ts";
+import { resolveTrainConfig } from "../../../pipelines/train/config.ts";
+import { runTrain } from "../../../pipelines/train/run.ts";
+import { setupGpu } from "../../_helpers.ts";
 
 await setupGpu();
 

@@ -8,10 +8,10 @@
  * is rendered or written. Per-run totals for the summary table come last.
  */
 import { basename, join, resolve } from "node:path";
-import { META_TRAIN, metaJson, readHeader } from "../core/checkpoint.ts";
-import { ConfigError } from "../core/errors.ts";
-import { Fields, type Json, show, uniqueNames } from "./_report_util.ts";
-import type { AccountingState } from "./schedule.ts";
+import { META_TRAIN, metaJson, readHeader } from "../../core/checkpoint.ts";
+import { ConfigError } from "../../core/errors.ts";
+import { Fields, type Json, show, uniqueNames } from "./_util.ts";
+import type { AccountingState } from "../train/schedule.ts";
 
 /** Training phase of a step. */
 export type Phase = "dense" | "sparse";

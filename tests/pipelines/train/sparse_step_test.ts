@@ -5,17 +5,17 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { GPTConfig } from "../../core/nn/config.ts";
-import { GPT } from "../../core/nn/gpt.ts";
-import { AdamW } from "../../core/optim/adamw.ts";
-import { Rng } from "../../core/rng.ts";
-import { tidyAsync } from "../../core/scope.ts";
-import { backward } from "../../core/tape.ts";
-import { readAll, type Tensor, tensor } from "../../core/tensor.ts";
-import { identityLayout } from "../../pipelines/ssd_switch.ts";
-import { resolveTrainConfig } from "../../pipelines/train_config.ts";
-import { runTrain } from "../../pipelines/train.ts";
-import { assertAllClose, setupGpu } from "../_helpers.ts";
+import type { GPTConfig } from "../../../core/nn/config.ts";
+import { GPT } from "../../../core/nn/gpt.ts";
+import { AdamW } from "../../../core/optim/adamw.ts";
+import { Rng } from "../../../core/rng.ts";
+import { tidyAsync } from "../../../core/scope.ts";
+import { backward } from "../../../core/tape.ts";
+import { readAll, type Tensor, tensor } from "../../../core/tensor.ts";
+import { identityLayout } from "../../../pipelines/train/switch.ts";
+import { resolveTrainConfig } from "../../../pipelines/train/config.ts";
+import { runTrain } from "../../../pipelines/train/run.ts";
+import { assertAllClose, setupGpu } from "../../_helpers.ts";
 
 Deno.env.set("SSD_NO_AUTOTUNE", "1");
 await setupGpu();
@@ -65,7 +65,7 @@ Deno.test("a sparse step with k = E gives the dense step's loss and gradients", 
   for (let l = 0; l < CFG.n_layer; l++) {
     const r = model.p(`transformer.h.${l}.mlp.router.weight`);
     const fresh = tensor(new Rng(9 + l).normalArray(r.size, 1), r.shape);
-    const { gpu } = await import("../../gpu/runtime.ts");
+    const { gpu } = await import("../../../gpu/runtime.ts");
     gpu().recorder.copy(fresh.buffer, 0, r.buffer, 0, r.bytes);
     fresh.release();
   }

@@ -5,9 +5,9 @@
  * holds a summary table per run, the training plots, and, with bench files,
  * a table and the plots per k.
  */
-import type { BenchData } from "./report_bench.ts";
-import { PALETTE } from "./_report_style.ts";
-import type { RunData, RunSummary } from "./report_data.ts";
+import type { BenchData } from "./bench.ts";
+import { PALETTE } from "./_style.ts";
+import type { RunData, RunSummary } from "./data.ts";
 
 /** A plot rendered to SVG. */
 export interface RenderedPlot {

@@ -3,7 +3,7 @@
  * checks whose errors name the file (and line) a value came from, and short
  * distinct labels for paths.
  */
-import { ConfigError } from "../core/errors.ts";
+import { ConfigError } from "../../core/errors.ts";
 
 /** A parsed JSON object. */
 export type Json = Record<string, unknown>;

@@ -31,24 +31,24 @@
  * then timed `--reps` times; the median is reported. Timings on a shared
  * software adapter are noisy: compare rows of one run, not across runs.
  */
-import { ConfigError } from "../core/errors.ts";
-import { balancedKMeans } from "../core/moe/balanced_kmeans.ts";
-import { permutationFromLabels, permuteCols, permuteRows } from "../core/moe/partition.ts";
-import { Decoder, FFN_PROFILE_TAG, tagFfn } from "../core/nn/decode.ts";
-import { GPT } from "../core/nn/gpt.ts";
-import { loadGPT } from "../core/nn/gpt_checkpoint.ts";
-import { moeFfnFlops } from "../core/nn/moe_ffn.ts";
-import { type MoeLayout, routerName } from "../core/nn/moe_layout.ts";
-import { keep, tidy } from "../core/scope.ts";
-import { noGrad } from "../core/tape.ts";
-import { readAll, type Tensor, tensor } from "../core/tensor.ts";
-import { autotuneMatmul } from "../gpu/autotune.ts";
-import type { KernelTimes } from "../gpu/recorder.ts";
-import { gpu, initGpu } from "../gpu/runtime.ts";
-import { loadEvalTokens, requireByteTokenizer, requirePositiveInt } from "./eval.ts";
-import { evaluateTokens } from "./evaluate.ts";
-import { DEFAULT_GENERATE_CONFIG } from "./generate.ts";
-import { centroidRouter } from "./moefy.ts";
+import { ConfigError } from "../../core/errors.ts";
+import { balancedKMeans } from "../../core/moe/balanced_kmeans.ts";
+import { permutationFromLabels, permuteCols, permuteRows } from "../../core/moe/partition.ts";
+import { Decoder, FFN_PROFILE_TAG, tagFfn } from "../../core/nn/decode.ts";
+import { GPT } from "../../core/nn/gpt.ts";
+import { loadGPT } from "../../core/nn/gpt_checkpoint.ts";
+import { moeFfnFlops } from "../../core/nn/moe_ffn.ts";
+import { type MoeLayout, routerName } from "../../core/nn/moe_layout.ts";
+import { keep, tidy } from "../../core/scope.ts";
+import { noGrad } from "../../core/tape.ts";
+import { readAll, type Tensor, tensor } from "../../core/tensor.ts";
+import { autotuneMatmul } from "../../gpu/autotune.ts";
+import type { KernelTimes } from "../../gpu/recorder.ts";
+import { gpu, initGpu } from "../../gpu/runtime.ts";
+import { loadEvalTokens, requireByteTokenizer, requirePositiveInt } from "../eval.ts";
+import { evaluateTokens } from "../../core/nn/token_nll.ts";
+import { DEFAULT_GENERATE_CONFIG } from "../generate.ts";
+import { centroidRouter } from "../moefy.ts";
 
 /** What `ssd bench` measures. */
 export interface BenchConfig {

@@ -46,7 +46,7 @@
  * `fresh_margin` (relative inertia, default 1%): a fresh start still wins
  * when the structure really moved (or the warm start is stuck far from a
  * good partition), and such a win is what should read as "not stable".
- * On synthetic drifting clusters (tests/pipelines/schedule_test.ts,
+ * On synthetic drifting clusters (tests/pipelines/train/schedule_test.ts,
  * 128 points, 8 experts, 8 seeds) this keeps ARI ≥ 0.9 at every check for
  * clear and moderately overlapping clusters; with noise as large as the
  * centres' spread, "keep the lower inertia" drops as low as ARI 0.70, the
@@ -54,10 +54,10 @@
  * reference; the warm start holds after it). The similarity the schedule
  * uses is the mean ARI over layers, as `ssd profile`'s `ari_mean`.
  */
-import { defaultTopK } from "../core/nn/moe_layout.ts";
-import { ConfigError, SsdError } from "../core/errors.ts";
-import { balancedKMeans, type DistanceDevice } from "../core/moe/balanced_kmeans.ts";
-import { adjustedRandIndex, type Labels } from "../core/moe/partition.ts";
+import { defaultTopK } from "../../core/nn/moe_layout.ts";
+import { ConfigError, SsdError } from "../../core/errors.ts";
+import { balancedKMeans, type DistanceDevice } from "../../core/moe/balanced_kmeans.ts";
+import { adjustedRandIndex, type Labels } from "../../core/moe/partition.ts";
 
 /** Which schedule `ssd train` runs. */
 export type ScheduleKind = "ssd" | "sparse" | "dense";

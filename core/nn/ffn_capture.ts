@@ -4,11 +4,11 @@
  * co-activation, router fitting and coverage. Windows follow the eval
  * protocol (core/data.ts), 64 per forward, one host wait per forward.
  */
-import { evalWindows, packEvalBatch, windowGroups } from "../core/data.ts";
-import type { GPT } from "../core/nn/gpt.ts";
-import { keep, tidy } from "../core/scope.ts";
-import { noGrad } from "../core/tape.ts";
-import { readAll, type Tensor, tensor } from "../core/tensor.ts";
+import { evalWindows, packEvalBatch, windowGroups } from "../data.ts";
+import type { GPT } from "./gpt.ts";
+import { keep, tidy } from "../scope.ts";
+import { noGrad } from "../tape.ts";
+import { readAll, type Tensor, tensor } from "../tensor.ts";
 
 /** One layer's captured FFN, row-major. */
 export interface FfnCapture {

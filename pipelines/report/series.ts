@@ -7,7 +7,7 @@
  * step functions (FFN FLOPs) keep only the points where they change; phases
  * become one span per sparse interval.
  */
-import type { StepRecord } from "./report_data.ts";
+import type { StepRecord } from "./data.ts";
 
 /** Most points one series of a plot keeps. */
 export const MAX_POINTS = 500;

@@ -2,9 +2,9 @@
  * `ssd train` config: defaults, presets and resolution (defaults ← preset ←
  * `--config` file ← flags). Flat, nanoGPT-style: every knob in one place.
  */
-import { ConfigError } from "../core/errors.ts";
-import { type GPTConfig, MODEL_PRESETS, validateConfig } from "../core/nn/config.ts";
-import { type FlatConfig, mergeConfig, readConfigFile } from "./config.ts";
+import { ConfigError } from "../../core/errors.ts";
+import { type GPTConfig, MODEL_PRESETS, validateConfig } from "../../core/nn/config.ts";
+import { type FlatConfig, mergeConfig, readConfigFile } from "../config.ts";
 import { DEFAULT_SCHEDULE_CONFIG } from "./schedule.ts";
 
 /** Everything a training run needs; saved in each checkpoint's `ssd.train`. */

@@ -3,7 +3,7 @@
  * speed (prefill, batch-1 decode) and validation loss against the experts
  * per token k, each file a colour, the dense model a dashed reference line.
  */
-import type { BenchData } from "./report_bench.ts";
+import type { BenchData } from "./bench.ts";
 import {
   colorOf,
   type Layer,
@@ -12,7 +12,7 @@ import {
   type PlotSpec,
   type Row,
   topLevel,
-} from "./_report_style.ts";
+} from "./_style.ts";
 
 const MOE = "MoE (top-k)";
 const DENSE = "dense";

@@ -10,17 +10,17 @@
  * switch or check, every `monitor_every` steps), which costs a few ms
  * against the hundreds of steps between them.
  */
-import type { GPT } from "../core/nn/gpt.ts";
+import type { GPT } from "../../core/nn/gpt.ts";
 import {
   invertPermutation,
   permutationFromLabels,
   permuteCols,
   permuteRows,
-} from "../core/moe/partition.ts";
-import type { AdamW } from "../core/optim/adamw.ts";
-import { readAll, type Tensor } from "../core/tensor.ts";
-import { gpu } from "../gpu/runtime.ts";
-import { centroidRouter } from "./moefy.ts";
+} from "../../core/moe/partition.ts";
+import type { AdamW } from "../../core/optim/adamw.ts";
+import { readAll, type Tensor } from "../../core/tensor.ts";
+import { gpu } from "../../gpu/runtime.ts";
+import { centroidRouter } from "../moefy.ts";
 
 function layerName(l: number, what: string): string {
   return `transformer.h.${l}.mlp.${what}`;

@@ -2,7 +2,7 @@
  * Share of step time per kernel family (matmul, attention, layernorm,
  * other) from per-kernel GPU timestamps, for `ssd train --profile`.
  */
-import type { KernelTimes } from "../gpu/recorder.ts";
+import type { KernelTimes } from "../../gpu/recorder.ts";
 
 /** Families reported, in order. */
 export const FAMILIES = ["matmul", "attention", "layernorm", "other"] as const;

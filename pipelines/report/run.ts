@@ -11,22 +11,16 @@
  * through a temporary file and a rename, so bad input leaves no file behind
  * and a crash never leaves half a page.
  */
-import { writeFileAtomic } from "../core/atomic_write.ts";
+import { writeFileAtomic } from "../../core/atomic_write.ts";
 import { dirname, join } from "node:path";
-import denoJson from "../deno.json" with { type: "json" };
-import { ConfigError } from "../core/errors.ts";
-import { type BenchData, labelBenches, readBench } from "./report_bench.ts";
-import type { PlotSpec, SkippedPlot } from "./_report_style.ts";
-import { benchLossPlot, benchSpeedPlot } from "./report_bench_charts.ts";
-import {
-  activationPlot,
-  flopsPlot,
-  lossPlot,
-  similarityPlot,
-  throughputPlot,
-} from "./report_charts.ts";
-import { labelRuns, readRun, type RunData, summarizeRun } from "./report_data.ts";
-import { type RenderedPlot, reportHtml } from "./report_html.ts";
+import denoJson from "../../deno.json" with { type: "json" };
+import { ConfigError } from "../../core/errors.ts";
+import { type BenchData, labelBenches, readBench } from "./bench.ts";
+import type { PlotSpec, SkippedPlot } from "./_style.ts";
+import { benchLossPlot, benchSpeedPlot } from "./bench_charts.ts";
+import { activationPlot, flopsPlot, lossPlot, similarityPlot, throughputPlot } from "./charts.ts";
+import { labelRuns, readRun, type RunData, summarizeRun } from "./data.ts";
+import { type RenderedPlot, reportHtml } from "./html.ts";
 
 /** What `ssd report` reads and writes. */
 export interface ReportConfig {

@@ -2,8 +2,8 @@
  * Routers on the host: choosing a token's top-k experts from router scores,
  * and fitting a learned linear router on probe activations (`--router mlp`).
  */
-import { oracleTopK } from "../core/moe/partition.ts";
-import { Rng } from "../core/rng.ts";
+import { oracleTopK } from "./partition.ts";
+import { Rng } from "../rng.ts";
 
 /**
  * Top-k experts of each token by router score `router · h` (ties to the lower

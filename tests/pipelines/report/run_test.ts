@@ -8,8 +8,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runReport } from "../../pipelines/report.ts";
-import { readRun, summarizeRun } from "../../pipelines/report_data.ts";
+import { runReport } from "../../../pipelines/report/run.ts";
+import { readRun, summarizeRun } from "../../../pipelines/report/data.ts";
 import {
   changePoints,
   downsample,
@@ -17,14 +17,14 @@ import {
   movingMean,
   type Point,
   sparseSpans,
-} from "../../pipelines/report_series.ts";
-import { ConfigError } from "../../core/errors.ts";
-import type { StepRecord } from "../../pipelines/report_data.ts";
-import { resolveTrainConfig } from "../../pipelines/train_config.ts";
-import { runTrain } from "../../pipelines/train.ts";
-import { setupGpu } from "../_helpers.ts";
-import { figures, writeBench, writeSyntheticRun } from "./_report_fixtures.ts";
-import { listDir } from "./_tiny_checkpoint.ts";
+} from "../../../pipelines/report/series.ts";
+import { ConfigError } from "../../../core/errors.ts";
+import type { StepRecord } from "../../../pipelines/report/data.ts";
+import { resolveTrainConfig } from "../../../pipelines/train/config.ts";
+import { runTrain } from "../../../pipelines/train/run.ts";
+import { setupGpu } from "../../_helpers.ts";
+import { figures, writeBench, writeSyntheticRun } from "./_fixtures.ts";
+import { listDir } from "../_tiny_checkpoint.ts";
 
 const dir = await Deno.makeTempDir({ prefix: "ssd_report_" });
 globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));

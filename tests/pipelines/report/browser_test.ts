@@ -11,12 +11,12 @@
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { runReport } from "../../pipelines/report.ts";
+import { runReport } from "../../../pipelines/report/run.ts";
 import { CHROMIUM_BIN, type ChromiumPage, hasChromium, launchChromium } from "./_chromium.ts";
-import { writeBench, writeSyntheticRun } from "./_report_fixtures.ts";
+import { writeBench, writeSyntheticRun } from "./_fixtures.ts";
 
 /** Default screenshot path (out/ is git-ignored; each run overwrites it). */
-const SCREENSHOT = fileURLToPath(new URL("../../out/test/report_browser.png", import.meta.url));
+const SCREENSHOT = fileURLToPath(new URL("../../../out/test/report_browser.png", import.meta.url));
 
 const available = hasChromium();
 if (!available) {

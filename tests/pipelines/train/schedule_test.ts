@@ -1,5 +1,5 @@
 /**
- * `pipelines/schedule.ts`, all on the host (k-means with `distance: "host"`):
+ * `pipelines/train/schedule.ts`, all on the host (k-means with `distance: "host"`):
  * - the SSD state machine on scripted similarity sequences (never stable;
  *   stable at once, which switches back and forth and has its last sparse
  *   phase cut by final_dense; a stable run broken before patience; the
@@ -21,10 +21,10 @@
  *   (stale reference) is kept.
  */
 import assert from "node:assert/strict";
-import { ConfigError } from "../../core/errors.ts";
-import { Rng } from "../../core/rng.ts";
-import { adjustedRandIndex } from "../../core/moe/partition.ts";
-import { DEFAULT_TRAIN_CONFIG } from "../../pipelines/train_config.ts";
+import { ConfigError } from "../../../core/errors.ts";
+import { Rng } from "../../../core/rng.ts";
+import { adjustedRandIndex } from "../../../core/moe/partition.ts";
+import { DEFAULT_TRAIN_CONFIG } from "../../../pipelines/train/config.ts";
 import {
   ffnFlops,
   PartitionMonitor,
@@ -35,7 +35,7 @@ import {
   type ScheduleConfig,
   SsdSchedule,
   type SwitchEvent,
-} from "../../pipelines/schedule.ts";
+} from "../../../pipelines/train/schedule.ts";
 
 /** 100 steps, checks every 5, patience 2, sparse phases of 20, the last 10 dense. */
 const SMALL: Partial<ScheduleConfig> = {

@@ -8,20 +8,20 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ConfigError } from "../../core/errors.ts";
-import { loadGPT } from "../../core/nn/gpt_checkpoint.ts";
-import { Rng } from "../../core/rng.ts";
+import { ConfigError } from "../../../core/errors.ts";
+import { loadGPT } from "../../../core/nn/gpt_checkpoint.ts";
+import { Rng } from "../../../core/rng.ts";
 import {
   type BenchConfig,
   benchFfnFlops,
   benchJson,
   defaultTopKs,
   runBench,
-} from "../../pipelines/bench.ts";
-import { evaluateTokens } from "../../pipelines/evaluate.ts";
-import { runMoefy } from "../../pipelines/moefy.ts";
-import { setupGpu } from "../_helpers.ts";
-import { sampleText, TINY_CONFIG, writeTinyCheckpoint } from "./_tiny_checkpoint.ts";
+} from "../../../pipelines/bench/run.ts";
+import { evaluateTokens } from "../../../core/nn/token_nll.ts";
+import { runMoefy } from "../../../pipelines/moefy.ts";
+import { setupGpu } from "../../_helpers.ts";
+import { sampleText, TINY_CONFIG, writeTinyCheckpoint } from "../_tiny_checkpoint.ts";
 
 Deno.env.set("SSD_NO_AUTOTUNE", "1");
 const g = await setupGpu();

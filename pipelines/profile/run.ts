@@ -61,25 +61,30 @@
  * the GPU until one `readAll` (one host wait per chunk); the statistics are
  * then accumulated on the host in one pass over the chunk.
  */
-import { defaultTopK } from "../core/nn/moe_layout.ts";
-import { writeFileAtomic } from "../core/atomic_write.ts";
+import { defaultTopK } from "../../core/nn/moe_layout.ts";
+import { writeFileAtomic } from "../../core/atomic_write.ts";
 import { resolve } from "node:path";
-import { META_CONFIG, readHeader, readSsdMetadata } from "../core/checkpoint.ts";
-import { BROWN_SOURCE } from "../core/corpus_brown.ts";
-import { evalWindows, loadBrownDataset, loadText, windowGroups } from "../core/data.ts";
-import { CheckpointError, ConfigError, SsdError } from "../core/errors.ts";
-import { balancedKMeans } from "../core/moe/balanced_kmeans.ts";
-import { adjustedRandIndex, expertMass, oracleTopK, topkOverlap } from "../core/moe/partition.ts";
-import { type GPTConfig, validateConfig } from "../core/nn/config.ts";
-import type { GPT } from "../core/nn/gpt.ts";
-import { loadGPT } from "../core/nn/gpt_checkpoint.ts";
-import type { MoeLayout } from "../core/nn/moe_layout.ts";
-import { keep, tidy } from "../core/scope.ts";
-import { noGrad } from "../core/tape.ts";
-import { readAll, type Tensor, tensor } from "../core/tensor.ts";
-import { autotuneMatmul } from "../gpu/autotune.ts";
-import { gpu, initGpu } from "../gpu/runtime.ts";
-import { requireByteTokenizer, requirePositiveInt } from "./eval.ts";
+import { META_CONFIG, readHeader, readSsdMetadata } from "../../core/checkpoint.ts";
+import { BROWN_SOURCE } from "../../core/corpus_brown.ts";
+import { evalWindows, loadBrownDataset, loadText, windowGroups } from "../../core/data.ts";
+import { CheckpointError, ConfigError, SsdError } from "../../core/errors.ts";
+import { balancedKMeans } from "../../core/moe/balanced_kmeans.ts";
+import {
+  adjustedRandIndex,
+  expertMass,
+  oracleTopK,
+  topkOverlap,
+} from "../../core/moe/partition.ts";
+import { type GPTConfig, validateConfig } from "../../core/nn/config.ts";
+import type { GPT } from "../../core/nn/gpt.ts";
+import { loadGPT } from "../../core/nn/gpt_checkpoint.ts";
+import type { MoeLayout } from "../../core/nn/moe_layout.ts";
+import { keep, tidy } from "../../core/scope.ts";
+import { noGrad } from "../../core/tape.ts";
+import { readAll, type Tensor, tensor } from "../../core/tensor.ts";
+import { autotuneMatmul } from "../../gpu/autotune.ts";
+import { gpu, initGpu } from "../../gpu/runtime.ts";
+import { requireByteTokenizer, requirePositiveInt } from "../eval.ts";
 
 /** Firing-frequency histogram bins. */
 export const HIST_BINS = 10;

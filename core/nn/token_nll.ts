@@ -4,12 +4,12 @@
  * the first scored once. Full windows run in batches; the last, shorter
  * window runs alone at its own length, so no padding or mask is needed.
  */
-import { evalWindows, packEvalBatch, windowGroups } from "../core/data.ts";
-import type { ForwardOptions, GPT } from "../core/nn/gpt.ts";
-import { noGrad } from "../core/tape.ts";
-import { readAll, type Tensor, tensor } from "../core/tensor.ts";
-import { keep, tidy } from "../core/scope.ts";
-import { gpu } from "../gpu/runtime.ts";
+import { evalWindows, packEvalBatch, windowGroups } from "../data.ts";
+import type { ForwardOptions, GPT } from "./gpt.ts";
+import { noGrad } from "../tape.ts";
+import { readAll, type Tensor, tensor } from "../tensor.ts";
+import { keep, tidy } from "../scope.ts";
+import { gpu } from "../../gpu/runtime.ts";
 
 /** Mean next-token NLL over a token stream. */
 export interface EvalResult {
