@@ -16,6 +16,11 @@
  * `gpu/device.ts` sets DENO_WEBGPU_BACKEND=vulkan on Linux for that reason.
  * Pass `--maps` to print whether libEGL is mapped into the process.
  */
+// Each adapter request enumerates every backend again (GL included).
+const requests = Number(Deno.args[Deno.args.indexOf("--adapters") + 1] ?? 1);
+for (let i = 1; i < (Deno.args.includes("--adapters") ? requests : 1); i++) {
+  await navigator.gpu.requestAdapter();
+}
 const adapter = await navigator.gpu.requestAdapter();
 if (!adapter) {
   console.error("no WebGPU adapter");
@@ -45,18 +50,26 @@ const bind = device.createBindGroup({
   layout: pipeline.getBindGroupLayout(0),
   entries: [{ binding: 0, resource: { buffer: buf } }],
 });
-const enc = device.createCommandEncoder();
-const pass = enc.beginComputePass();
-pass.setPipeline(pipeline);
-pass.setBindGroup(0, bind);
-pass.dispatchWorkgroups(n / 64);
-pass.end();
-enc.copyBufferToBuffer(buf, 0, read, 0, n * 4);
-device.queue.submit([enc.finish()]);
-await read.mapAsync(GPUMapMode.READ);
-const y = new Float32Array(read.getMappedRange());
-if (y[n - 1] !== (n - 1) * 2) throw new Error(`wrong result ${y[n - 1]}`);
-read.unmap();
+const rounds = Number(Deno.args[Deno.args.indexOf("--rounds") + 1] ?? 1);
+for (let r = 0; r < (Deno.args.includes("--rounds") ? rounds : 1); r++) {
+  const enc = device.createCommandEncoder();
+  const pass = enc.beginComputePass();
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(0, bind);
+  pass.dispatchWorkgroups(n / 64);
+  pass.end();
+  enc.copyBufferToBuffer(buf, 0, read, 0, n * 4);
+  device.queue.submit([enc.finish()]);
+  await read.mapAsync(GPUMapMode.READ);
+  const y = new Float32Array(read.getMappedRange());
+  if (y[n - 1] !== (n - 1) * 2) throw new Error(`wrong result ${y[n - 1]}`);
+  read.unmap();
+}
+// Idle long enough for the runtime's blocking-pool threads (where the
+// adapter was created) to time out and exit: their thread-exit destructors
+// free EGL's per-thread state the first time.
+const idle = Number(Deno.args[Deno.args.indexOf("--idle") + 1] ?? 0);
+if (Deno.args.includes("--idle")) await new Promise((r) => setTimeout(r, idle * 1000));
 if (Deno.args.includes("--maps")) {
   const maps = Deno.readTextFileSync("/proc/self/maps");
   console.log(`libEGL mapped: ${maps.includes("libEGL")}`);
