@@ -25,3 +25,16 @@ export function pipelineKey(kernel: Kernel, constants?: Constants): string {
   const keys = Object.keys(constants).sort();
   return kernel.name + "|" + keys.map((k) => `${k}=${constants[k]}`).join(",");
 }
+
+const KERNELS = new Map<string, Kernel>();
+
+/**
+ * The kernel called `name`, its WGSL made by `make` on first use. The one
+ * cache of every kernel file: a name stands for one source, so generated
+ * variants put what they vary on in the name (`matmul.register_4x4_8x8`).
+ */
+export function defineKernel(name: string, make: () => string): Kernel {
+  let k = KERNELS.get(name);
+  if (!k) KERNELS.set(name, k = { name, code: make() });
+  return k;
+}

@@ -20,6 +20,18 @@ export function grid1d(groups: number): [number, number] {
 }
 
 /**
+ * The grid of a flat launch of `threads` invocations in `wg`-thread
+ * workgroups: grid1d's counts, and nx for the kernel's params.
+ */
+export function flatGrid(
+  threads: number,
+  wg: number,
+): { nx: number; workgroups: [number, number] } {
+  const [nx, ny] = grid1d(ceilDiv(threads, wg));
+  return { nx, workgroups: [nx, ny] };
+}
+
+/**
  * Packs kernel parameters into the bytes of a WGSL uniform struct whose
  * fields are all 4-byte scalars (u32 / i32 / f32), in declaration order.
  */

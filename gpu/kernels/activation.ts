@@ -14,8 +14,10 @@
  * is a multiple of 4, else one per element; 256 threads per workgroup; 2-D
  * grid past 65535 groups.
  */
+import { defineKernel } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
-import { ceilDiv, grid1d, Params } from "../util.ts";
+import { flatGrid, Params } from "../util.ts";
+import { flatEntry } from "../wgsl.ts";
 
 /** Activation codes of the `ACT` override constant. */
 export const Activation = { relu: 0, gelu: 1 } as const;
@@ -61,10 +63,8 @@ function forwardSource(t: string): string {
 @group(0) @binding(1) var<storage, read_write> y: array<T>;
 @group(1) @binding(0) var<uniform> p: P;
 
-@compute @workgroup_size(${ACTIVATION_WG})
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let i = gid.y * p.nx * ${ACTIVATION_WG}u + gid.x;
-  if (i < p.n) { y[i] = act(x[i]); }
+${flatEntry(ACTIVATION_WG)}
+  y[i] = act(x[i]);
 }
 `;
 }
@@ -76,10 +76,8 @@ function backwardSource(t: string): string {
 @group(0) @binding(2) var<storage, read_write> dx: array<T>;
 @group(1) @binding(0) var<uniform> p: P;
 
-@compute @workgroup_size(${ACTIVATION_WG})
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let i = gid.y * p.nx * ${ACTIVATION_WG}u + gid.x;
-  if (i < p.n) { dx[i] = dy[i] * dact(x[i]); }
+${flatEntry(ACTIVATION_WG)}
+  dx[i] = dy[i] * dact(x[i]);
 }
 `;
 }
@@ -93,16 +91,16 @@ export const ACTIVATION_BACKWARD_WGSL = backwardSource("f32");
 /** WGSL of the backward, four elements per thread (n counted in vec4s). */
 export const ACTIVATION_BACKWARD4_WGSL = backwardSource("vec4f");
 
-const FORWARD = { name: "activation.forward", code: ACTIVATION_FORWARD_WGSL };
-const FORWARD4 = { name: "activation.forward4", code: ACTIVATION_FORWARD4_WGSL };
-const BACKWARD = { name: "activation.backward", code: ACTIVATION_BACKWARD_WGSL };
-const BACKWARD4 = { name: "activation.backward4", code: ACTIVATION_BACKWARD4_WGSL };
+const FORWARD = defineKernel("activation.forward", () => ACTIVATION_FORWARD_WGSL);
+const FORWARD4 = defineKernel("activation.forward4", () => ACTIVATION_FORWARD4_WGSL);
+const BACKWARD = defineKernel("activation.backward", () => ACTIVATION_BACKWARD_WGSL);
+const BACKWARD4 = defineKernel("activation.backward4", () => ACTIVATION_BACKWARD4_WGSL);
 
-function launch(n: number): { lanes: number; vec: boolean; nx: number; ny: number } {
+function launch(n: number) {
   const vec = n % 4 === 0;
   const lanes = vec ? n / 4 : n;
-  const [nx, ny] = grid1d(ceilDiv(lanes, ACTIVATION_WG));
-  return { lanes, vec, nx, ny };
+  const { nx, workgroups } = flatGrid(lanes, ACTIVATION_WG);
+  return { lanes, vec, nx, workgroups };
 }
 
 /** y[i] = act(x[i]) for i < n. */
@@ -114,13 +112,13 @@ export function activationForward(
   n: number,
 ): void {
   if (n === 0) return;
-  const { lanes, vec, nx, ny } = launch(n);
+  const { lanes, vec, nx, workgroups } = launch(n);
   g.recorder.dispatch({
     kernel: vec ? FORWARD4 : FORWARD,
     constants: { ACT: Activation[act] },
     buffers: [x, y],
     params: new Params().u32(lanes).u32(nx),
-    workgroups: [nx, ny],
+    workgroups,
   });
 }
 
@@ -134,12 +132,12 @@ export function activationBackward(
   n: number,
 ): void {
   if (n === 0) return;
-  const { lanes, vec, nx, ny } = launch(n);
+  const { lanes, vec, nx, workgroups } = launch(n);
   g.recorder.dispatch({
     kernel: vec ? BACKWARD4 : BACKWARD,
     constants: { ACT: Activation[act] },
     buffers: [x, dy, dx],
     params: new Params().u32(lanes).u32(nx),
-    workgroups: [nx, ny],
+    workgroups,
   });
 }

@@ -51,8 +51,10 @@
  * which bounds T (checked against the binding size limit).
  */
 import { GpuError } from "../errors.ts";
+import { defineKernel } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
-import { ceilDiv, grid1d, Params } from "../util.ts";
+import { ceilDiv, flatGrid, Params } from "../util.ts";
+import { bindings, flatEntry } from "../wgsl.ts";
 
 const WG = 64;
 /** Rows and columns of the output tile of one attention.bmm thread. */
@@ -94,10 +96,7 @@ struct P {
 @group(0) @binding(2) var<storage, read_write> c: array<f32>;
 @group(1) @binding(0) var<uniform> p: P;
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let i = gid.y * p.nx * ${WG}u + gid.x;
-  if (i >= p.threads) { return; }
+${flatEntry(WG, { bound: "p.threads" })}
   let nt = i % p.nTiles;
   let rest = i / p.nTiles;
   let m0 = (rest % p.mTiles) * ${TILE}u;
@@ -140,12 +139,11 @@ struct P { rows: u32, T: u32, nx: u32 }
 /** WGSL of attention.softmax: the causal row softmax, in place over the scores. */
 export const ATTENTION_SOFTMAX_WGSL = /* wgsl */ `
 ${ROW_PARAMS}
-@group(0) @binding(0) var<storage, read_write> s: array<f32>;
+${bindings`
+  write  s: array<f32>
+`}
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let r = gid.y * p.nx * ${WG}u + gid.x;
-  if (r >= p.rows) { return; }
+${flatEntry(WG, { id: "r", bound: "p.rows" })}
   let t = r % p.T;
   let o = r * p.T;
   var m = s[o];
@@ -165,13 +163,12 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 /** WGSL of attention.dscore: dS = P ⊙ (dP − rowsum(dP ⊙ P)), in place over dP. */
 export const ATTENTION_DSCORE_WGSL = /* wgsl */ `
 ${ROW_PARAMS}
-@group(0) @binding(0) var<storage, read> probs: array<f32>;
-@group(0) @binding(1) var<storage, read_write> ds: array<f32>;
+${bindings`
+  read   probs: array<f32>
+  write  ds: array<f32>
+`}
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let r = gid.y * p.nx * ${WG}u + gid.x;
-  if (r >= p.rows) { return; }
+${flatEntry(WG, { id: "r", bound: "p.rows" })}
   let t = r % p.T;
   let o = r * p.T;
   var rowDot = 0.0;
@@ -181,9 +178,9 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 }
 `;
 
-const BMM = { name: "attention.bmm", code: ATTENTION_BMM_WGSL };
-const SOFTMAX = { name: "attention.softmax", code: ATTENTION_SOFTMAX_WGSL };
-const DSCORE = { name: "attention.dscore", code: ATTENTION_DSCORE_WGSL };
+const BMM = defineKernel("attention.bmm", () => ATTENTION_BMM_WGSL);
+const SOFTMAX = defineKernel("attention.softmax", () => ATTENTION_SOFTMAX_WGSL);
+const DSCORE = defineKernel("attention.dscore", () => ATTENTION_DSCORE_WGSL);
 
 /** Where an operand of attention.bmm lives: offset, then strides per b, h, row, column. */
 interface Operand {
@@ -227,7 +224,7 @@ function bmm(
   const mTiles = ceilDiv(M, TILE);
   const nTiles = ceilDiv(N, TILE);
   const threads = d.B * d.H * mTiles * nTiles;
-  const [nx, ny] = grid1d(ceilDiv(threads, WG));
+  const { nx, workgroups } = flatGrid(threads, WG);
   const params = new Params().u32(M).u32(N).u32(K).u32(d.H)
     .u32(mTiles).u32(nTiles).u32(threads).u32(nx);
   for (const o of [a, b, c]) params.u32(o.off).u32(o.sB).u32(o.sH).u32(o.sRow).u32(o.sCol);
@@ -237,18 +234,18 @@ function bmm(
     constants: { MODE: mode },
     buffers: [a.buf, b.buf, c.buf],
     params,
-    workgroups: [nx, ny],
+    workgroups,
   });
 }
 
 function rows(g: Gpu, kernel: typeof SOFTMAX, buffers: GPUBuffer[], d: AttentionDims): void {
   const n = d.B * d.H * d.T;
-  const [nx, ny] = grid1d(ceilDiv(n, WG));
+  const { nx, workgroups } = flatGrid(n, WG);
   g.recorder.dispatch({
     kernel,
     buffers,
     params: new Params().u32(n).u32(d.T).u32(nx),
-    workgroups: [nx, ny],
+    workgroups,
   });
 }
 

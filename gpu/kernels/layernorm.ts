@@ -29,8 +29,10 @@
  * is slow, for C up to ~1024. All kernels read vec4s when C is a multiple of
  * 4 (C is then counted in vec4s in the params).
  */
+import { defineKernel } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
-import { ceilDiv, grid1d, MAX_WORKGROUPS_PER_DIM, Params } from "../util.ts";
+import { ceilDiv, flatGrid, MAX_WORKGROUPS_PER_DIM, Params } from "../util.ts";
+import { bindings, flatEntry } from "../wgsl.ts";
 import { sumRowsKernel } from "./reduce.ts";
 
 /** Rows per chunk of the deterministic dw / db reduction. */
@@ -50,19 +52,17 @@ fn hsum(v: T) -> f32 { return ${hsum}; }
 
 function forwardSource(t: string): string {
   return header(t) + /* wgsl */ `
-struct P { rows: u32, c: u32, inv_c: f32, eps: f32, nx: u32 }
-@group(0) @binding(0) var<storage, read> x: array<T>;
-@group(0) @binding(1) var<storage, read> w: array<T>;
-@group(0) @binding(2) var<storage, read> b: array<T>;
-@group(0) @binding(3) var<storage, read_write> y: array<T>;
-@group(0) @binding(4) var<storage, read_write> mean: array<f32>;
-@group(0) @binding(5) var<storage, read_write> rstd: array<f32>;
-@group(1) @binding(0) var<uniform> p: P;
+${bindings`
+  params rows: u32, c: u32, inv_c: f32, eps: f32, nx: u32
+  read   x: array<T>
+  read   w: array<T>
+  read   b: array<T>
+  write  y: array<T>
+  write  mean: array<f32>
+  write  rstd: array<f32>
+`}
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let r = gid.y * p.nx * ${WG}u + gid.x;
-  if (r >= p.rows) { return; }
+${flatEntry(WG, { id: "r", bound: "p.rows" })}
   let base = r * p.c;
   var s = T(0.0);
   for (var j = 0u; j < p.c; j++) { s += x[base + j]; }
@@ -84,19 +84,17 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 
 function backwardSource(t: string): string {
   return header(t) + /* wgsl */ `
-struct P { rows: u32, c: u32, inv_c: f32, nx: u32 }
-@group(0) @binding(0) var<storage, read> x: array<T>;
-@group(0) @binding(1) var<storage, read> w: array<T>;
-@group(0) @binding(2) var<storage, read> dy: array<T>;
-@group(0) @binding(3) var<storage, read> mean: array<f32>;
-@group(0) @binding(4) var<storage, read> rstd: array<f32>;
-@group(0) @binding(5) var<storage, read_write> dx: array<T>;
-@group(1) @binding(0) var<uniform> p: P;
+${bindings`
+  params rows: u32, c: u32, inv_c: f32, nx: u32
+  read   x: array<T>
+  read   w: array<T>
+  read   dy: array<T>
+  read   mean: array<f32>
+  read   rstd: array<f32>
+  write  dx: array<T>
+`}
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let r = gid.y * p.nx * ${WG}u + gid.x;
-  if (r >= p.rows) { return; }
+${flatEntry(WG, { id: "r", bound: "p.rows" })}
   let base = r * p.c;
   let m = mean[r];
   let rs = rstd[r];
@@ -120,14 +118,15 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 
 function paramsSource(t: string): string {
   return header(t) + /* wgsl */ `
-struct P { rows: u32, c: u32, chunk: u32 }
-@group(0) @binding(0) var<storage, read> x: array<T>;
-@group(0) @binding(1) var<storage, read> dy: array<T>;
-@group(0) @binding(2) var<storage, read> mean: array<f32>;
-@group(0) @binding(3) var<storage, read> rstd: array<f32>;
-@group(0) @binding(4) var<storage, read_write> dw_part: array<T>;
-@group(0) @binding(5) var<storage, read_write> db_part: array<T>;
-@group(1) @binding(0) var<uniform> p: P;
+${bindings`
+  params rows: u32, c: u32, chunk: u32
+  read   x: array<T>
+  read   dy: array<T>
+  read   mean: array<f32>
+  read   rstd: array<f32>
+  write  dw_part: array<T>
+  write  db_part: array<T>
+`}
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3u) {
@@ -161,12 +160,12 @@ export const LAYERNORM_PARAMS_WGSL = paramsSource("f32");
 /** WGSL of the per-chunk dw / db partial sums, vec4 loads. */
 export const LAYERNORM_PARAMS4_WGSL = paramsSource("vec4f");
 
-const FORWARD = { name: "layernorm.forward", code: LAYERNORM_FORWARD_WGSL };
-const FORWARD4 = { name: "layernorm.forward4", code: LAYERNORM_FORWARD4_WGSL };
-const BACKWARD = { name: "layernorm.backward", code: LAYERNORM_BACKWARD_WGSL };
-const BACKWARD4 = { name: "layernorm.backward4", code: LAYERNORM_BACKWARD4_WGSL };
-const PARAMS = { name: "layernorm.params", code: LAYERNORM_PARAMS_WGSL };
-const PARAMS4 = { name: "layernorm.params4", code: LAYERNORM_PARAMS4_WGSL };
+const FORWARD = defineKernel("layernorm.forward", () => LAYERNORM_FORWARD_WGSL);
+const FORWARD4 = defineKernel("layernorm.forward4", () => LAYERNORM_FORWARD4_WGSL);
+const BACKWARD = defineKernel("layernorm.backward", () => LAYERNORM_BACKWARD_WGSL);
+const BACKWARD4 = defineKernel("layernorm.backward4", () => LAYERNORM_BACKWARD4_WGSL);
+const PARAMS = defineKernel("layernorm.params", () => LAYERNORM_PARAMS_WGSL);
+const PARAMS4 = defineKernel("layernorm.params4", () => LAYERNORM_PARAMS4_WGSL);
 
 /** Sizes of a layernorm launch. */
 export interface LayerNormSizes {
@@ -190,12 +189,12 @@ export function layernormForward(
 ): void {
   if (rows === 0 || c === 0) return;
   const vec = c % 4 === 0;
-  const [nx, ny] = grid1d(ceilDiv(rows, WG));
+  const { nx, workgroups } = flatGrid(rows, WG);
   g.recorder.dispatch({
     kernel: vec ? FORWARD4 : FORWARD,
     buffers: [x, w, b, y, mean, rstd],
     params: new Params().u32(rows).u32(vec ? c / 4 : c).f32(1 / c).f32(eps).u32(nx),
-    workgroups: [nx, ny],
+    workgroups,
   });
 }
 
@@ -219,12 +218,12 @@ export function layernormBackward(
   const vec = c % 4 === 0;
   const lanes = vec ? c / 4 : c;
   if (dx) {
-    const [nx, ny] = grid1d(ceilDiv(rows, WG));
+    const { nx, workgroups } = flatGrid(rows, WG);
     g.recorder.dispatch({
       kernel: vec ? BACKWARD4 : BACKWARD,
       buffers: [x, w, dy, mean, rstd, dx],
       params: new Params().u32(rows).u32(lanes).f32(1 / c).u32(nx),
-      workgroups: [nx, ny],
+      workgroups,
     });
   }
   if (!dw && !db) return;

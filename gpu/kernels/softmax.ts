@@ -13,8 +13,10 @@
  * ~1024. Rows are read as vec4s when C is a multiple of 4 (C is then counted
  * in vec4s in the params).
  */
+import { defineKernel } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
-import { ceilDiv, grid1d, Params } from "../util.ts";
+import { flatGrid, Params } from "../util.ts";
+import { flatEntry } from "../wgsl.ts";
 
 const WG = 64;
 
@@ -34,10 +36,7 @@ function forwardSource(t: string): string {
 @group(0) @binding(1) var<storage, read_write> y: array<T>;
 @group(1) @binding(0) var<uniform> p: P;
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let r = gid.y * p.nx * ${WG}u + gid.x;
-  if (r >= p.rows) { return; }
+${flatEntry(WG, { id: "r", bound: "p.rows" })}
   let base = r * p.c;
   var mv = x[base];
   for (var j = 1u; j < p.c; j++) { mv = max(mv, x[base + j]); }
@@ -57,10 +56,7 @@ function backwardSource(t: string): string {
 @group(0) @binding(2) var<storage, read_write> dx: array<T>;
 @group(1) @binding(0) var<uniform> p: P;
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let r = gid.y * p.nx * ${WG}u + gid.x;
-  if (r >= p.rows) { return; }
+${flatEntry(WG, { id: "r", bound: "p.rows" })}
   let base = r * p.c;
   var s = T(0.0);
   for (var j = 0u; j < p.c; j++) { s += dy[base + j] * y[base + j]; }
@@ -79,15 +75,15 @@ export const SOFTMAX_BACKWARD_WGSL = backwardSource("f32");
 /** WGSL of the backward, vec4 loads (C counted in vec4s). */
 export const SOFTMAX_BACKWARD4_WGSL = backwardSource("vec4f");
 
-const FORWARD = { name: "softmax.forward", code: SOFTMAX_FORWARD_WGSL };
-const FORWARD4 = { name: "softmax.forward4", code: SOFTMAX_FORWARD4_WGSL };
-const BACKWARD = { name: "softmax.backward", code: SOFTMAX_BACKWARD_WGSL };
-const BACKWARD4 = { name: "softmax.backward4", code: SOFTMAX_BACKWARD4_WGSL };
+const FORWARD = defineKernel("softmax.forward", () => SOFTMAX_FORWARD_WGSL);
+const FORWARD4 = defineKernel("softmax.forward4", () => SOFTMAX_FORWARD4_WGSL);
+const BACKWARD = defineKernel("softmax.backward", () => SOFTMAX_BACKWARD_WGSL);
+const BACKWARD4 = defineKernel("softmax.backward4", () => SOFTMAX_BACKWARD4_WGSL);
 
 function launch(rows: number, c: number) {
   const vec = c % 4 === 0;
-  const [nx, ny] = grid1d(ceilDiv(rows, WG));
-  return { vec, nx, ny, params: new Params().u32(rows).u32(vec ? c / 4 : c).u32(nx) };
+  const { nx, workgroups } = flatGrid(rows, WG);
+  return { vec, workgroups, params: new Params().u32(rows).u32(vec ? c / 4 : c).u32(nx) };
 }
 
 /** y = softmax(x) over rows of length c; x and y are (rows, c). */
@@ -99,12 +95,12 @@ export function softmaxForward(
   c: number,
 ): void {
   if (rows === 0 || c === 0) return;
-  const { vec, nx, ny, params } = launch(rows, c);
+  const { vec, workgroups, params } = launch(rows, c);
   g.recorder.dispatch({
     kernel: vec ? FORWARD4 : FORWARD,
     buffers: [x, y],
     params,
-    workgroups: [nx, ny],
+    workgroups,
   });
 }
 
@@ -118,11 +114,11 @@ export function softmaxBackward(
   c: number,
 ): void {
   if (rows === 0 || c === 0) return;
-  const { vec, nx, ny, params } = launch(rows, c);
+  const { vec, workgroups, params } = launch(rows, c);
   g.recorder.dispatch({
     kernel: vec ? BACKWARD4 : BACKWARD,
     buffers: [y, dy, dx],
     params,
-    workgroups: [nx, ny],
+    workgroups,
   });
 }
