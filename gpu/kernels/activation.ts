@@ -17,7 +17,7 @@
 import { defineKernel } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
 import { flatGrid, Params } from "../util.ts";
-import { flatEntry } from "../wgsl.ts";
+import { bindings, flatEntry, type Lane } from "../wgsl.ts";
 
 /** Activation codes of the `ACT` override constant. */
 export const Activation = { relu: 0, gelu: 1 } as const;
@@ -27,41 +27,45 @@ export type ActivationName = keyof typeof Activation;
 /** Threads per workgroup of the activation kernels. */
 export const ACTIVATION_WG = 256;
 
-// The scalar and vec4 variants share one body written over `alias T`: WGSL's
-// arithmetic, max, select, clamp and tanh all accept both f32 and vec4f.
-// tanh's argument is clamped because some backends compute it from exp(2u),
-// which overflows to inf/inf = NaN past |u| ~ 44; tanh(10) already rounds to
-// 1 in f32, so the clamp changes no result.
-function activationCommon(t: string): string {
+/**
+ * WGSL of `act(v)` and `dact(v)` (the derivative) over `lane` values,
+ * chosen by the `ACT` override; other kernels (the MoE FFN's) include it.
+ * WGSL's arithmetic, max, select, clamp and tanh all accept both f32 and
+ * vec4f, so both variants share one body. tanh's argument is clamped because
+ * some backends compute it from exp(2u), which overflows to inf/inf = NaN
+ * past |u| ~ 44; tanh(10) already rounds to 1 in f32, so the clamp changes
+ * no result.
+ */
+export function activationFns(lane: Lane): string {
   return /* wgsl */ `
 override ACT: u32 = 0u;
-alias T = ${t};
-struct P { n: u32, nx: u32 }
 const K0 = 0.7978845608028654;
 const K1 = 0.044715;
 
-fn tanhu(v: T) -> T {
-  return tanh(clamp(K0 * v * (1.0 + K1 * v * v), T(-10.0), T(10.0)));
+fn tanhu(v: ${lane}) -> ${lane} {
+  return tanh(clamp(K0 * v * (1.0 + K1 * v * v), ${lane}(-10.0), ${lane}(10.0)));
 }
 
-fn act(v: T) -> T {
-  if (ACT == 0u) { return max(v, T(0.0)); }
+fn act(v: ${lane}) -> ${lane} {
+  if (ACT == 0u) { return max(v, ${lane}(0.0)); }
   return 0.5 * v * (1.0 + tanhu(v));
 }
 
-fn dact(v: T) -> T {
-  if (ACT == 0u) { return select(T(0.0), T(1.0), v > T(0.0)); }
+fn dact(v: ${lane}) -> ${lane} {
+  if (ACT == 0u) { return select(${lane}(0.0), ${lane}(1.0), v > ${lane}(0.0)); }
   let t = tanhu(v);
   return 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * K0 * (1.0 + 3.0 * K1 * v * v);
 }
 `;
 }
 
-function forwardSource(t: string): string {
-  return activationCommon(t) + /* wgsl */ `
-@group(0) @binding(0) var<storage, read> x: array<T>;
-@group(0) @binding(1) var<storage, read_write> y: array<T>;
-@group(1) @binding(0) var<uniform> p: P;
+function forwardSource(t: Lane): string {
+  return activationFns(t) + /* wgsl */ `
+${bindings`
+  params n: u32, nx: u32
+  read   x: array<${t}>
+  write  y: array<${t}>
+`}
 
 ${flatEntry(ACTIVATION_WG)}
   y[i] = act(x[i]);
@@ -69,12 +73,14 @@ ${flatEntry(ACTIVATION_WG)}
 `;
 }
 
-function backwardSource(t: string): string {
-  return activationCommon(t) + /* wgsl */ `
-@group(0) @binding(0) var<storage, read> x: array<T>;
-@group(0) @binding(1) var<storage, read> dy: array<T>;
-@group(0) @binding(2) var<storage, read_write> dx: array<T>;
-@group(1) @binding(0) var<uniform> p: P;
+function backwardSource(t: Lane): string {
+  return activationFns(t) + /* wgsl */ `
+${bindings`
+  params n: u32, nx: u32
+  read   x: array<${t}>
+  read   dy: array<${t}>
+  write  dx: array<${t}>
+`}
 
 ${flatEntry(ACTIVATION_WG)}
   dx[i] = dy[i] * dact(x[i]);

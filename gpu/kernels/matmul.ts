@@ -51,7 +51,7 @@
  */
 import { dummyBuffer, releaseScratch, scratchTexture } from "../scratch.ts";
 import { GpuError } from "../errors.ts";
-import type { Constants, Kernel } from "../kernel.ts";
+import { type Constants, defineKernel } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
 import { ceilDiv, Params } from "../util.ts";
 import { type SharedTile, sharedWgsl } from "./matmul_shared.ts";
@@ -163,15 +163,7 @@ export function textureDesignSupported(): boolean {
   return feats?.has("readonly_and_readwrite_storage_textures") ?? false;
 }
 
-const kernels = new Map<string, Kernel>();
-
-function kernel(name: string, make: () => string): Kernel {
-  let k = kernels.get(name);
-  if (!k) kernels.set(name, k = { name, code: make() });
-  return k;
-}
-
-const PACK: Kernel = { name: "matmul.pack", code: PACK_WGSL };
+const PACK = defineKernel("matmul.pack", () => PACK_WGSL);
 
 // Small per-device buffers and textures the launchers reuse.
 let textureLimitOverride: number | null = null;
@@ -248,7 +240,12 @@ function mmParams(r: Resolved): Params {
     .u32(r.aOff).u32(r.bOff).u32(r.cOff);
 }
 
-function launchShared(
+/**
+ * Records a buffer-fed design (shared-memory or register tiles). The
+ * register tile reads vec4s of A or B where every vec4 starts at an index
+ * divisible by 4, a variant of its own.
+ */
+function launchBufferFed(
   g: Gpu,
   c: MatmulConfig,
   out: GPUBuffer,
@@ -256,44 +253,20 @@ function launchShared(
   b: GPUBuffer,
   r: Resolved,
 ): void {
+  const div4 = (...xs: number[]) => xs.every((x) => x % 4 === 0);
+  const reg = c.design === "register";
+  const vecA = reg &&
+    (r.transA ? div4(r.m, c.tm, r.aStride, r.aOff) : div4(r.k, r.aStride, r.aOff));
+  const vecB = reg && (r.transB ? div4(r.k, r.bStride, r.bOff) : div4(r.n, r.bStride, r.bOff));
+  const name = `matmul.${configName(c)}${vecA ? "_va" : ""}${vecB ? "_vb" : ""}`;
   const tile: SharedTile = { tm: c.tm, tn: c.tn, wx: c.wx, wy: c.wy, bk: c.bk ?? 16 };
-  dispatchBufferFed(g, c, `matmul.${configName(c)}`, () => sharedWgsl(tile), out, a, b, r);
-}
-
-/** The dispatch shared by the buffer-fed designs (shared-memory and register tiles). */
-function dispatchBufferFed(
-  g: Gpu,
-  c: MatmulConfig,
-  name: string,
-  wgsl: () => string,
-  out: GPUBuffer,
-  a: GPUBuffer,
-  b: GPUBuffer,
-  r: Resolved,
-): void {
   g.recorder.dispatch({
-    kernel: kernel(name, wgsl),
+    kernel: defineKernel(name, () => reg ? registerWgsl(c, vecA, vecB) : sharedWgsl(tile)),
     constants: { TRANS_A: r.transA ? 1 : 0, TRANS_B: r.transB ? 1 : 0, ...epilogueConstants(r) },
     buffers: [a, b, r.bias ?? dummyBuffer(g), out],
     params: mmParams(r),
     workgroups: grid(g, r, c.tm * c.wy, c.tn * c.wx),
   });
-}
-
-function launchRegister(
-  g: Gpu,
-  c: MatmulConfig,
-  out: GPUBuffer,
-  a: GPUBuffer,
-  b: GPUBuffer,
-  r: Resolved,
-): void {
-  // vec4 bindings need every vec4 to start at an index divisible by 4.
-  const div4 = (...xs: number[]) => xs.every((x) => x % 4 === 0);
-  const vecA = r.transA ? div4(r.m, c.tm, r.aStride, r.aOff) : div4(r.k, r.aStride, r.aOff);
-  const vecB = r.transB ? div4(r.k, r.bStride, r.bOff) : div4(r.n, r.bStride, r.bOff);
-  const name = `matmul.${configName(c)}${vecA ? "_va" : ""}${vecB ? "_vb" : ""}`;
-  dispatchBufferFed(g, c, name, () => registerWgsl(c, vecA, vecB), out, a, b, r);
 }
 
 /** Packs a (rows×cols per batch) strided view of x into texture rows z·rowsPad + r. */
@@ -325,7 +298,8 @@ function pack(
 /**
  * Records the texture design, splitting the product where a texture would
  * pass the device's maxTextureDimension2D: batches into groups, then rows
- * of C, columns of C, and K (later K slices accumulate).
+ * of C, columns of C, and K (later K slices accumulate); each piece that
+ * fits is packed and multiplied by `textureProduct`.
  */
 function launchTexture(
   g: Gpu,
@@ -391,6 +365,20 @@ function launchTexture(
     }
     return;
   }
+  textureProduct(g, c, out, a, b, r);
+}
+
+/** Packs A and B into scratch textures and records the texture-design product. */
+function textureProduct(
+  g: Gpu,
+  c: MatmulConfig,
+  out: GPUBuffer,
+  a: GPUBuffer,
+  b: GPUBuffer,
+  r: Resolved,
+): void {
+  const kp = ceilDiv(r.k, 4) * 4;
+  const sharedB = r.bStride === 0;
   const bBatches = sharedB ? 1 : r.batch;
   const at = scratchTexture(g, "matmul", "a", ceilDiv(r.k, 4), r.batch * r.m);
   const bt = scratchTexture(g, "matmul", "b", ceilDiv(r.n, 4), bBatches * kp);
@@ -416,7 +404,7 @@ function launchTexture(
   });
   const name = `matmul.${configName(c)}`;
   g.recorder.dispatch({
-    kernel: kernel(name, () => textureWgsl(c)),
+    kernel: defineKernel(name, () => textureWgsl(c)),
     constants: epilogueConstants(r),
     buffers: [at, bt, r.bias ?? dummyBuffer(g), out],
     params: new Params().u32(r.m).u32(r.k).u32(r.n).u32(sharedB ? 0 : kp).u32(r.cStride)
@@ -437,9 +425,8 @@ function launch(
   if (c.design === "texture" && (r.k === 0 || !textureDesignSupported())) {
     c = DEFAULT_MATMUL_CONFIGS.register;
   }
-  if (c.design === "shared") launchShared(g, c, out, a, b, r);
-  else if (c.design === "register") launchRegister(g, c, out, a, b, r);
-  else launchTexture(g, c, out, a, b, r);
+  if (c.design === "texture") launchTexture(g, c, out, a, b, r);
+  else launchBufferFed(g, c, out, a, b, r);
 }
 
 /**
