@@ -17,7 +17,7 @@ export function hsum(lane: Lane, v = "v"): string {
 /**
  * The binding block, from a table of one binding a line:
  *
- *     params n: u32, nx: u32      fields of the uniform struct P (may repeat)
+ *     params n: u32, c: u32       fields of the uniform struct P (may repeat)
  *     read   x: array<f32>        read-only storage
  *     write  y: array<f32>        read-write storage
  *
@@ -48,10 +48,11 @@ export function bindings(strings: TemplateStringsArray, ...values: unknown[]): s
 
 /**
  * The flat invocation id of a launch of `wg`-thread workgroups on grid1d's
- * (nx, ny) grid, nx read from `p.nx`: y·nx·wg + x.
+ * (nx, ny) grid: y·nx·wg + x, with `gid` the global invocation id and `nwg`
+ * the workgroup counts (the builtins of `flatEntry`'s main).
  */
 export function flatId(wg: number): string {
-  return `gid.y * p.nx * ${wg}u + gid.x`;
+  return `gid.y * nwg.x * ${wg}u + gid.x`;
 }
 
 /**
@@ -64,7 +65,7 @@ export function flatEntry(
   { id = "i", bound = "p.n" }: { id?: string; bound?: string } = {},
 ): string {
   return `@compute @workgroup_size(${wg})
-fn main(@builtin(global_invocation_id) gid: vec3u) {
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let ${id} = ${flatId(wg)};
   if (${id} >= ${bound}) { return; }`;
 }

@@ -62,7 +62,7 @@ fn dact(v: ${lane}) -> ${lane} {
 function forwardSource(t: Lane): string {
   return activationFns(t) + /* wgsl */ `
 ${bindings`
-  params n: u32, nx: u32
+  params n: u32
   read   x: array<${t}>
   write  y: array<${t}>
 `}
@@ -76,7 +76,7 @@ ${flatEntry(ACTIVATION_WG)}
 function backwardSource(t: Lane): string {
   return activationFns(t) + /* wgsl */ `
 ${bindings`
-  params n: u32, nx: u32
+  params n: u32
   read   x: array<${t}>
   read   dy: array<${t}>
   write  dx: array<${t}>
@@ -105,8 +105,8 @@ const BACKWARD4 = defineKernel("activation.backward4", () => ACTIVATION_BACKWARD
 function launch(n: number) {
   const vec = n % 4 === 0;
   const lanes = vec ? n / 4 : n;
-  const { nx, workgroups } = flatGrid(lanes, ACTIVATION_WG);
-  return { lanes, vec, nx, workgroups };
+  const workgroups = flatGrid(lanes, ACTIVATION_WG);
+  return { lanes, vec, workgroups };
 }
 
 /** y[i] = act(x[i]) for i < n. */
@@ -118,12 +118,12 @@ export function activationForward(
   n: number,
 ): void {
   if (n === 0) return;
-  const { lanes, vec, nx, workgroups } = launch(n);
+  const { lanes, vec, workgroups } = launch(n);
   g.recorder.dispatch({
     kernel: vec ? FORWARD4 : FORWARD,
     constants: { ACT: Activation[act] },
     buffers: [x, y],
-    params: new Params().u32(lanes).u32(nx),
+    params: new Params().u32(lanes),
     workgroups,
   });
 }
@@ -138,12 +138,12 @@ export function activationBackward(
   n: number,
 ): void {
   if (n === 0) return;
-  const { lanes, vec, nx, workgroups } = launch(n);
+  const { lanes, vec, workgroups } = launch(n);
   g.recorder.dispatch({
     kernel: vec ? BACKWARD4 : BACKWARD,
     constants: { ACT: Activation[act] },
     buffers: [x, dy, dx],
-    params: new Params().u32(lanes).u32(nx),
+    params: new Params().u32(lanes),
     workgroups,
   });
 }

@@ -37,7 +37,7 @@ import { bindings, flatEntry } from "../wgsl.ts";
 function adamwWgsl(t: "f32" | "vec4f", masked = false): string {
   return /* wgsl */ `
 ${bindings`
-  params n: u32, nx: u32, decay: f32, stepSize: f32
+  params n: u32, decay: f32, stepSize: f32
   params bc2Sqrt: f32, eps: f32, b1: f32, c1: f32
   params b2: f32, c2: f32, modulo: u32, divisor: u32
   read   grad: array<${t}>
@@ -122,12 +122,12 @@ export function adamwKernel(
   // The mask reads one expert count per element: scalar lanes.
   const vec = n % 4 === 0 && !mask;
   const lanes = vec ? n / 4 : n;
-  const { nx, workgroups } = flatGrid(lanes, 256);
+  const workgroups = flatGrid(lanes, 256);
   g.recorder.dispatch({
     kernel: mask ? ADAMW_MASKED : vec ? ADAMW4 : ADAMW,
     buffers: mask ? [grad, gscale, mask.counts, param, m, v] : [grad, gscale, param, m, v],
     params: new Params()
-      .u32(lanes).u32(nx).f32(1 - a.lr * a.weightDecay).f32(a.lr / bc1)
+      .u32(lanes).f32(1 - a.lr * a.weightDecay).f32(a.lr / bc1)
       .f32(Math.sqrt(bc2)).f32(a.eps).f32(a.beta1).f32(1 - a.beta1)
       .f32(a.beta2).f32(1 - a.beta2).u32(mask?.modulo ?? 1).u32(mask?.divisor ?? 1),
     workgroups,

@@ -45,7 +45,7 @@
  *
  * Tiles whose rows or columns run past M or N load clamped (valid)
  * addresses and store only in range. Threads are numbered
- * i = gid.y · nx · 64 + gid.x (2-D grid past 65535 groups, see grid1d).
+ * i = gid.y · nx · 64 + gid.x, nx = num_workgroups.x (2-D grid past 65535 groups, see grid1d).
  * Binding order: read-only inputs, then the output; params in group 1.
  * Work: O(B·H·T²·hs) per product; memory: P and dS are B·H·T² floats each,
  * which bounds T (checked against the binding size limit).
@@ -85,7 +85,7 @@ export const ATTENTION_BMM_WGSL = /* wgsl */ `
 override MODE: u32 = 0u;
 struct P {
   M: u32, N: u32, K: u32, H: u32,
-  mTiles: u32, nTiles: u32, threads: u32, nx: u32,
+  mTiles: u32, nTiles: u32, threads: u32,
   aOff: u32, aB: u32, aH: u32, aM: u32, aK: u32,
   bOff: u32, bB: u32, bH: u32, bK: u32, bN: u32,
   cOff: u32, cB: u32, cH: u32, cM: u32, cN: u32,
@@ -132,7 +132,7 @@ ${
 `;
 
 const ROW_PARAMS = /* wgsl */ `
-struct P { rows: u32, T: u32, nx: u32 }
+struct P { rows: u32, T: u32 }
 @group(1) @binding(0) var<uniform> p: P;
 `;
 
@@ -224,9 +224,9 @@ function bmm(
   const mTiles = ceilDiv(M, TILE);
   const nTiles = ceilDiv(N, TILE);
   const threads = d.B * d.H * mTiles * nTiles;
-  const { nx, workgroups } = flatGrid(threads, WG);
+  const workgroups = flatGrid(threads, WG);
   const params = new Params().u32(M).u32(N).u32(K).u32(d.H)
-    .u32(mTiles).u32(nTiles).u32(threads).u32(nx);
+    .u32(mTiles).u32(nTiles).u32(threads);
   for (const o of [a, b, c]) params.u32(o.off).u32(o.sB).u32(o.sH).u32(o.sRow).u32(o.sCol);
   params.f32(alpha);
   g.recorder.dispatch({
@@ -240,11 +240,11 @@ function bmm(
 
 function rows(g: Gpu, kernel: typeof SOFTMAX, buffers: GPUBuffer[], d: AttentionDims): void {
   const n = d.B * d.H * d.T;
-  const { nx, workgroups } = flatGrid(n, WG);
+  const workgroups = flatGrid(n, WG);
   g.recorder.dispatch({
     kernel,
     buffers,
-    params: new Params().u32(n).u32(d.T).u32(nx),
+    params: new Params().u32(n).u32(d.T),
     workgroups,
   });
 }

@@ -34,7 +34,7 @@ import { sumAllKernel } from "./reduce.ts";
 /** WGSL of cross_entropy.rows. */
 export const CROSS_ENTROPY_ROWS_WGSL = /* wgsl */ `
 ${bindings`
-  params N: u32, V: u32, nx: u32
+  params N: u32, V: u32
   read   x: array<f32>
   read   targets: array<u32>
   write  lse: array<f32>
@@ -59,7 +59,7 @@ ${flatEntry(64, { id: "n", bound: "p.N" })}
 /** WGSL of cross_entropy.backward. */
 export const CROSS_ENTROPY_BACKWARD_WGSL = /* wgsl */ `
 ${bindings`
-  params n: u32, V: u32, invN: f32, nx: u32
+  params n: u32, V: u32, invN: f32
   read   x: array<f32>
   read   targets: array<u32>
   read   lse: array<f32>
@@ -95,11 +95,11 @@ export function crossEntropyForward(
   V: number,
 ): void {
   const rowLoss = g.pool.acquire(N * 4, "cross_entropy.row_loss");
-  const { nx, workgroups } = flatGrid(N, 64);
+  const workgroups = flatGrid(N, 64);
   g.recorder.dispatch({
     kernel: ROWS,
     buffers: [logits, targets, lse, rowLoss],
-    params: new Params().u32(N).u32(V).u32(nx),
+    params: new Params().u32(N).u32(V),
     workgroups,
   });
   sumAllKernel(g, loss, rowLoss, N, 1 / N);
@@ -119,11 +119,11 @@ export function crossEntropyBackward(
 ): void {
   const n = N * V;
   if (n === 0) return;
-  const { nx, workgroups } = flatGrid(n, 256);
+  const workgroups = flatGrid(n, 256);
   g.recorder.dispatch({
     kernel: BACKWARD,
     buffers: [logits, targets, lse, dLoss, dlogits],
-    params: new Params().u32(n).u32(V).f32(1 / N).u32(nx),
+    params: new Params().u32(n).u32(V).f32(1 / N),
     workgroups,
   });
 }

@@ -20,7 +20,7 @@ import { bindings, flatEntry } from "../wgsl.ts";
 /** WGSL of decode.embed. */
 export const DECODE_EMBED_WGSL = /* wgsl */ `
 ${bindings`
-  params n: u32, C: u32, S: u32, col: u32, pos: u32, V: u32, nx: u32
+  params n: u32, C: u32, S: u32, col: u32, pos: u32, V: u32
   read   seq: array<u32>
   read   wte: array<f32>
   read   wpe: array<f32>
@@ -70,11 +70,11 @@ export function decodeEmbedKernel(
   }
   const n = d.B * d.C;
   if (n === 0) return;
-  const { nx, workgroups } = flatGrid(n, 256);
+  const workgroups = flatGrid(n, 256);
   g.recorder.dispatch({
     kernel: EMBED,
     buffers: [seq, wte, wpe, x],
-    params: new Params().u32(n).u32(d.C).u32(d.S).u32(col).u32(pos).u32(d.V).u32(nx),
+    params: new Params().u32(n).u32(d.C).u32(d.S).u32(col).u32(pos).u32(d.V),
     workgroups,
   });
 }

@@ -27,7 +27,7 @@ export function binaryWgsl(lane: Lane): string {
   return /* wgsl */ `
 override OP: u32 = 0u;
 ${bindings`
-  params n: u32, nb: u32, nx: u32
+  params n: u32, nb: u32
   read   a: ${T}
   read   b: ${T}
   write  out: ${T}
@@ -46,7 +46,7 @@ ${flatEntry(WG)}
 /** WGSL of scale: out = a * s. */
 export const SCALE_WGSL = /* wgsl */ `
 ${bindings`
-  params n: u32, s: f32, nx: u32
+  params n: u32, s: f32
   read   a: array<f32>
   write  out: array<f32>
 `}
@@ -73,12 +73,12 @@ export function binaryKernel(
   if (n === 0) return;
   const vec = n % 4 === 0 && nb % 4 === 0;
   const lanes = vec ? n / 4 : n;
-  const { nx, workgroups } = flatGrid(lanes, WG);
+  const workgroups = flatGrid(lanes, WG);
   g.recorder.dispatch({
     kernel: vec ? BINARY4 : BINARY,
     constants: { OP: BinaryOp[op] },
     buffers: [a, b, out],
-    params: new Params().u32(lanes).u32(vec ? nb / 4 : nb).u32(nx),
+    params: new Params().u32(lanes).u32(vec ? nb / 4 : nb),
     workgroups,
   });
 }
@@ -86,11 +86,11 @@ export function binaryKernel(
 /** out[i] = a[i] * s, for i < n. */
 export function scaleKernel(g: Gpu, out: GPUBuffer, a: GPUBuffer, n: number, s: number): void {
   if (n === 0) return;
-  const { nx, workgroups } = flatGrid(n, WG);
+  const workgroups = flatGrid(n, WG);
   g.recorder.dispatch({
     kernel: SCALE,
     buffers: [a, out],
-    params: new Params().u32(n).f32(s).u32(nx),
+    params: new Params().u32(n).f32(s),
     workgroups,
   });
 }

@@ -14,7 +14,7 @@ const WG = 256;
 /** WGSL of fill. */
 export const FILL_WGSL = /* wgsl */ `
 ${bindings`
-  params n: u32, bits: u32, nx: u32
+  params n: u32, bits: u32
   write  out: array<u32>
 `}
 
@@ -35,11 +35,11 @@ export function fillKernel(
 ): void {
   if (n === 0) return;
   const bits = dtype === "u32" ? value >>> 0 : new Uint32Array(new Float32Array([value]).buffer)[0];
-  const { nx, workgroups } = flatGrid(n, WG);
+  const workgroups = flatGrid(n, WG);
   g.recorder.dispatch({
     kernel: FILL,
     buffers: [out],
-    params: new Params().u32(n).u32(bits).u32(nx),
+    params: new Params().u32(n).u32(bits),
     workgroups,
   });
 }

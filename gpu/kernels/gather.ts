@@ -35,7 +35,7 @@ export const SCATTER_COLUMN_BLOCK = 32;
 /** WGSL of gather.rows. */
 export const GATHER_WGSL = /* wgsl */ `
 ${bindings`
-  params n: u32, D: u32, R: u32, nx: u32
+  params n: u32, D: u32, R: u32
   read   src: array<f32>
   read   idx: array<u32>
   write  out: array<f32>
@@ -52,7 +52,7 @@ ${flatEntry(256)}
 /** WGSL of gather.scatter_add. */
 export const SCATTER_ADD_WGSL = /* wgsl */ `
 ${bindings`
-  params threads: u32, N: u32, D: u32, R: u32, cb: u32, nx: u32
+  params threads: u32, N: u32, D: u32, R: u32, cb: u32
   read   src: array<f32>
   read   idx: array<u32>
   write  out: array<f32>
@@ -88,11 +88,11 @@ export function gatherKernel(
 ): void {
   const n = N * D;
   if (n === 0) return;
-  const { nx, workgroups } = flatGrid(n, 256);
+  const workgroups = flatGrid(n, 256);
   g.recorder.dispatch({
     kernel: GATHER,
     buffers: [src, idx, out],
-    params: new Params().u32(n).u32(D).u32(R).u32(nx),
+    params: new Params().u32(n).u32(D).u32(R),
     workgroups,
   });
 }
@@ -110,11 +110,11 @@ export function scatterAddKernel(
   if (R * D === 0) return;
   const cb = Math.min(D, SCATTER_COLUMN_BLOCK);
   const threads = R * ceilDiv(D, cb);
-  const { nx, workgroups } = flatGrid(threads, 64);
+  const workgroups = flatGrid(threads, 64);
   g.recorder.dispatch({
     kernel: SCATTER_ADD,
     buffers: [src, idx, out],
-    params: new Params().u32(threads).u32(N).u32(D).u32(R).u32(cb).u32(nx),
+    params: new Params().u32(threads).u32(N).u32(D).u32(R).u32(cb),
     workgroups,
   });
 }

@@ -19,7 +19,7 @@
  * match a full forward to f32 rounding.
  *
  * Kernels (one thread each of what is listed, 64 per group, 2-D grid past
- * 65535 groups: i = gid.y · nx · 64 + gid.x):
+ * 65535 groups: i = gid.y · nx · 64 + gid.x, nx = num_workgroups.x):
  *   kv_attention.fill    B·T·C threads: copies the prefill's k and v into
  *                        the cache at positions 0..T-1.
  *                        Bindings: qkv (read), K, V.
@@ -57,7 +57,7 @@ export interface KvDims {
 /** WGSL of kv_attention.fill. */
 export const KV_FILL_WGSL = /* wgsl */ `
 ${bindings`
-  params n: u32, T: u32, C: u32, hd: u32, H: u32, ctx: u32, nx: u32
+  params n: u32, T: u32, C: u32, hd: u32, H: u32, ctx: u32
   read   qkv: array<f32>
   write  kc: array<f32>
   write  vc: array<f32>
@@ -79,7 +79,7 @@ ${flatEntry(WG)}
 /** WGSL of kv_attention.scores (appends position t as it goes). */
 export const KV_SCORES_WGSL = /* wgsl */ `
 ${bindings`
-  params n: u32, L: u32, C: u32, hd: u32, H: u32, ctx: u32, nx: u32, scale: f32
+  params n: u32, L: u32, C: u32, hd: u32, H: u32, ctx: u32, scale: f32
   read   qkv: array<f32>
   write  kc: array<f32>
   write  vc: array<f32>
@@ -111,7 +111,7 @@ ${flatEntry(WG)}
 /** WGSL of kv_attention.mix: softmax over the scores, then the weighted sum of values. */
 export const KV_MIX_WGSL = /* wgsl */ `
 ${bindings`
-  params n: u32, L: u32, C: u32, hd: u32, H: u32, ctx: u32, nx: u32
+  params n: u32, L: u32, C: u32, hd: u32, H: u32, ctx: u32
   read   s: array<f32>
   read   vc: array<f32>
   write  y: array<f32>
@@ -175,11 +175,11 @@ export function kvFillKernel(
   }
   const n = d.B * T * d.C;
   if (n === 0) return;
-  const { nx, workgroups } = flatGrid(n, WG);
+  const workgroups = flatGrid(n, WG);
   g.recorder.dispatch({
     kernel: FILL,
     buffers: [qkv, k, v],
-    params: new Params().u32(n).u32(T).u32(d.C).u32(hd).u32(d.H).u32(d.ctx).u32(nx),
+    params: new Params().u32(n).u32(T).u32(d.C).u32(hd).u32(d.H).u32(d.ctx),
     workgroups,
   });
 }
@@ -210,15 +210,15 @@ export function kvAttentionKernel(
   g.recorder.dispatch({
     kernel: SCORES,
     buffers: [qkv, k, v, scores],
-    params: dims(new Params().u32(ns)).u32(s.nx).f32(1 / Math.sqrt(hd)),
-    workgroups: s.workgroups,
+    params: dims(new Params().u32(ns)).f32(1 / Math.sqrt(hd)),
+    workgroups: s,
   });
   const nm = d.B * d.C;
   const m = flatGrid(nm, WG);
   g.recorder.dispatch({
     kernel: MIX,
     buffers: [scores, v, y],
-    params: dims(new Params().u32(nm)).u32(m.nx),
-    workgroups: m.workgroups,
+    params: dims(new Params().u32(nm)),
+    workgroups: m,
   });
 }

@@ -53,7 +53,7 @@ fn hsum(v: T) -> f32 { return ${hsum}; }
 function forwardSource(t: string): string {
   return header(t) + /* wgsl */ `
 ${bindings`
-  params rows: u32, c: u32, inv_c: f32, eps: f32, nx: u32
+  params rows: u32, c: u32, inv_c: f32, eps: f32
   read   x: array<T>
   read   w: array<T>
   read   b: array<T>
@@ -85,7 +85,7 @@ ${flatEntry(WG, { id: "r", bound: "p.rows" })}
 function backwardSource(t: string): string {
   return header(t) + /* wgsl */ `
 ${bindings`
-  params rows: u32, c: u32, inv_c: f32, nx: u32
+  params rows: u32, c: u32, inv_c: f32
   read   x: array<T>
   read   w: array<T>
   read   dy: array<T>
@@ -189,11 +189,11 @@ export function layernormForward(
 ): void {
   if (rows === 0 || c === 0) return;
   const vec = c % 4 === 0;
-  const { nx, workgroups } = flatGrid(rows, WG);
+  const workgroups = flatGrid(rows, WG);
   g.recorder.dispatch({
     kernel: vec ? FORWARD4 : FORWARD,
     buffers: [x, w, b, y, mean, rstd],
-    params: new Params().u32(rows).u32(vec ? c / 4 : c).f32(1 / c).f32(eps).u32(nx),
+    params: new Params().u32(rows).u32(vec ? c / 4 : c).f32(1 / c).f32(eps),
     workgroups,
   });
 }
@@ -218,11 +218,11 @@ export function layernormBackward(
   const vec = c % 4 === 0;
   const lanes = vec ? c / 4 : c;
   if (dx) {
-    const { nx, workgroups } = flatGrid(rows, WG);
+    const workgroups = flatGrid(rows, WG);
     g.recorder.dispatch({
       kernel: vec ? BACKWARD4 : BACKWARD,
       buffers: [x, w, dy, mean, rstd, dx],
-      params: new Params().u32(rows).u32(lanes).f32(1 / c).u32(nx),
+      params: new Params().u32(rows).u32(lanes).f32(1 / c),
       workgroups,
     });
   }

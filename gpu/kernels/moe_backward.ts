@@ -55,7 +55,7 @@ export const MOE_OUTER_TJ = 8;
 /** WGSL of moe_bw.dact: g = g ⊙ f'(pre) in place over vec4s. */
 export const MOE_BW_DACT_WGSL = activationFns("vec4f") + /* wgsl */ `
 ${bindings`
-  params n: u32, nx: u32
+  params n: u32
   read   pre: array<vec4f>
   write  g: array<vec4f>
 `}
@@ -87,7 +87,7 @@ function outerWgsl(vecR: boolean): string {
   return /* wgsl */ `
 override HAS_BIAS: bool = false;
 ${bindings`
-  params threads: u32, nx: u32, I: u32, J: u32, J4: u32, sp4: u32, jTiles: u32, k: u32
+  params threads: u32, I: u32, J: u32, J4: u32, sp4: u32, jTiles: u32, k: u32
   params eS: u32, iS: u32, jS: u32
   read   L: array<vec4f>
   read   R: array<${vecR ? "vec4f" : "f32"}>
@@ -133,7 +133,7 @@ ${flatEntry(MOE_WG, { id: "id", bound: "p.threads" })}
 /** WGSL of moe_bw.router (straight-through router gradient dS, see the header). */
 export const MOE_BW_ROUTER_WGSL = /* wgsl */ `
 ${bindings`
-  params N: u32, k: u32, E: u32, C: u32, yStride: u32, nx: u32
+  params N: u32, k: u32, E: u32, C: u32, yStride: u32
   read   dOut: array<f32>
   read   y: array<f32>
   read   pos: array<u32>
@@ -179,12 +179,12 @@ export function moeDactKernel(
   activation: MoeActivationName,
 ): void {
   if (vec4s === 0) return;
-  const { nx, workgroups } = flatGrid(vec4s, MOE_WG);
+  const workgroups = flatGrid(vec4s, MOE_WG);
   g.recorder.dispatch({
     kernel: DACT,
     constants: { ACT: MOE_ACTIVATION[activation] },
     buffers: [pre, grad],
-    params: new Params().u32(vec4s).u32(nx),
+    params: new Params().u32(vec4s),
     workgroups,
   });
 }
@@ -233,7 +233,7 @@ export function moeOuterKernel(
   const sp4 = ceilDiv(s, 4);
   const jTiles = ceilDiv(sz.C, MOE_OUTER_TJ);
   const threads = sz.E * sp4 * jTiles;
-  const { nx, workgroups } = flatGrid(threads, MOE_WG);
+  const workgroups = flatGrid(threads, MOE_WG);
   const vecR = sz.C % 4 === 0;
   // A binding every pipeline declares: a scratch buffer when there is no bias.
   const noBias = dBias ? null : g.pool.acquire(16, "moe_bw.nobias");
@@ -241,7 +241,7 @@ export function moeOuterKernel(
     kernel: defineKernel(`moe_bw.outer${vecR ? "_v4" : ""}`, () => outerWgsl(vecR)),
     constants: { HAS_BIAS: dBias ? 1 : 0 },
     buffers: [L, R, plan.rows, plan.counts, plan.offsets, dW, dBias ?? noBias!],
-    params: new Params().u32(threads).u32(nx).u32(s).u32(sz.C).u32(ceilDiv(sz.C, 4)).u32(sp4)
+    params: new Params().u32(threads).u32(s).u32(sz.C).u32(ceilDiv(sz.C, 4)).u32(sp4)
       .u32(jTiles).u32(sz.k).u32(strides.eS).u32(strides.iS).u32(strides.jS),
     workgroups,
   });
@@ -274,11 +274,11 @@ export function moeRouterGradKernel(
   { sz, yStride }: { sz: MoeSizes; yStride: number },
 ): void {
   if (sz.N === 0) return;
-  const { nx, workgroups } = flatGrid(sz.N, MOE_WG);
+  const workgroups = flatGrid(sz.N, MOE_WG);
   g.recorder.dispatch({
     kernel: ROUTER,
     buffers: [dOut, y, pos, sel, scores, dS],
-    params: new Params().u32(sz.N).u32(sz.k).u32(sz.E).u32(sz.C).u32(yStride).u32(nx),
+    params: new Params().u32(sz.N).u32(sz.k).u32(sz.E).u32(sz.C).u32(yStride),
     workgroups,
   });
 }

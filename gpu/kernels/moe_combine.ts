@@ -37,7 +37,7 @@ function combineWgsl(design: MoeDesign, vecOut: boolean): string {
   const elem = vecOut ? "vec4f" : "f32";
   return /* wgsl */ `
 override HAS_BIAS: bool = false;
-struct P { n: u32, C: u32, C4: u32, k: u32, chunks: u32, nx: u32, ${foldFields("a")} }
+struct P { n: u32, C: u32, C4: u32, k: u32, chunks: u32, ${foldFields("a")} }
 ${operandWgsl(operandStore(design), "read", 0, ["y", "ldA", "a"])}
 @group(0) @binding(1) var<storage, read> pos: array<u32>;
 @group(0) @binding(2) var<storage, read> bias: array<${elem}>;
@@ -98,7 +98,7 @@ export function moeCombineKernel(
   const chunks = ceilDiv(C4, MOE_COMBINE_TEXELS);
   const n = sz.N * chunks;
   const vecOut = sz.C % 4 === 0;
-  const { nx, workgroups } = flatGrid(n, MOE_WG);
+  const workgroups = flatGrid(n, MOE_WG);
   g.recorder.dispatch({
     kernel: defineKernel(
       `moe.combine_${operandStore(design)}${vecOut ? "_v4" : ""}`,
@@ -106,7 +106,7 @@ export function moeCombineKernel(
     ),
     constants: { HAS_BIAS: bias ? 1 : 0 },
     buffers: [y, pos, bias ?? dummyBuffer(g), out],
-    params: pushFold(new Params().u32(n).u32(sz.C).u32(C4).u32(sz.k).u32(chunks).u32(nx), fold),
+    params: pushFold(new Params().u32(n).u32(sz.C).u32(C4).u32(sz.k).u32(chunks), fold),
     workgroups,
   });
 }

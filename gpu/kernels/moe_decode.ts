@@ -487,6 +487,21 @@ export interface MoeDecodeWeights {
   router: GPUBuffer | null;
 }
 
+function checkDecodeSizes(sz: MoeDecodeSizes, routed: boolean): void {
+  const { N, C, dff, E, k } = sz;
+  const s = dff / E;
+  if (!Number.isInteger(s) || s < 1 || k < 1 || k > E || C < 1) {
+    throw new RangeError(`moeDecodeKernel: bad sizes ${JSON.stringify(sz)}`);
+  }
+  if (!routed && k !== E) throw new RangeError(`moeDecodeKernel: k ${k} < E ${E} needs a router`);
+  if (routed && E > MOE_DECODE_MAX_EXPERTS) {
+    throw new RangeError(`moeDecodeKernel: ${E} experts exceed ${MOE_DECODE_MAX_EXPERTS}`);
+  }
+  if (N > MAX_WORKGROUPS_PER_DIM) {
+    throw new RangeError(`moeDecodeKernel: ${N} tokens exceed ${MAX_WORKGROUPS_PER_DIM}`);
+  }
+}
+
 /**
  * Records the decode FFN of N tokens: out (N, C) f32 from h (N, C) f32,
  * routing each token to its top k of E experts when `w.router` is given,
@@ -507,16 +522,7 @@ export function moeDecodeKernel(
   const { N, C, dff, E, k } = sz;
   const s = dff / E;
   const routed = w.router !== null;
-  if (!Number.isInteger(s) || s < 1 || k < 1 || k > E || C < 1) {
-    throw new RangeError(`moeDecodeKernel: bad sizes ${JSON.stringify(sz)}`);
-  }
-  if (!routed && k !== E) throw new RangeError(`moeDecodeKernel: k ${k} < E ${E} needs a router`);
-  if (routed && E > MOE_DECODE_MAX_EXPERTS) {
-    throw new RangeError(`moeDecodeKernel: ${E} experts exceed ${MOE_DECODE_MAX_EXPERTS}`);
-  }
-  if (N > MAX_WORKGROUPS_PER_DIM) {
-    throw new RangeError(`moeDecodeKernel: ${N} tokens exceed ${MAX_WORKGROUPS_PER_DIM}`);
-  }
+  checkDecodeSizes(sz, routed);
   const wgBytes = g.device.limits.maxComputeWorkgroupStorageSize;
   const plan = strategy ?? moeDecodeStrategy(sz, routed, wgBytes);
   if (N === 0) return plan;

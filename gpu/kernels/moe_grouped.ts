@@ -111,7 +111,7 @@ function upWgsl(design: MoeDesign, tn4: number, vecX: boolean): string {
   return activationFns("vec4f") + /* wgsl */ `
 override HAS_BIAS: bool = false;
 const TM = ${MOE_ROW_TILE}u;
-struct P { colTiles: u32, threads: u32, nx: u32, E: u32, K4: u32, s: u32, sp4: u32,
+struct P { colTiles: u32, threads: u32, E: u32, K4: u32, s: u32, sp4: u32,
   bWidth: u32, C: u32, k: u32, nk: u32, xStride: u32, ${foldFields("d")} }
 @group(0) @binding(0) var<storage, read> x: array<${vecX ? "vec4f" : "f32"}>;
 @group(0) @binding(1) var<storage, read> rows: array<u32>;
@@ -159,7 +159,7 @@ ${flatEntry(MOE_WG, { id: "gi", bound: "p.threads" })}
 function downWgsl(design: MoeDesign, tn4: number): string {
   return /* wgsl */ `
 const TM = ${MOE_ROW_TILE}u;
-struct P { colTiles: u32, threads: u32, nx: u32, E: u32, K4: u32, sp: u32, C4: u32,
+struct P { colTiles: u32, threads: u32, E: u32, K4: u32, sp: u32, C4: u32,
   bWidth: u32, ${foldFields("a")}, ${foldFields("d")} }
 ${operandWgsl(operandStore(design), "read", 0, ["act", "ldA", "a"])}
 ${readB(weightStore(design), 1)}
@@ -189,7 +189,7 @@ function groupedLaunch(pmax: number, n4: number) {
   const tn4 = Math.min(MOE_TILE_COLUMNS4, n4);
   const colTiles = ceilDiv(n4, tn4);
   const threads = (pmax / MOE_ROW_TILE) * colTiles;
-  return { tn4, colTiles, threads, ...flatGrid(threads, MOE_WG) };
+  return { tn4, colTiles, threads, workgroups: flatGrid(threads, MOE_WG) };
 }
 
 /** Design, sizes and folds of a grouped product. */
@@ -232,7 +232,7 @@ export function moeUpKernel(
   const sp4 = ceilDiv(s, 4);
   const vecX = sz.C % 4 === 0;
   const l = groupedLaunch(opts.pmax, sp4);
-  const params = new Params().u32(l.colTiles).u32(l.threads).u32(l.nx).u32(sz.E)
+  const params = new Params().u32(l.colTiles).u32(l.threads).u32(sz.E)
     .u32(ceilDiv(sz.C, 4)).u32(s).u32(sp4).u32(folds.w1.width).u32(sz.C).u32(sz.k)
     .u32(sz.N * sz.k).u32(vecX ? sz.C / 4 : sz.C);
   g.recorder.dispatch({
@@ -270,7 +270,7 @@ export function moeDownKernel(
   const sp4 = ceilDiv(sz.dff / sz.E, 4);
   const C4 = ceilDiv(sz.C, 4);
   const l = groupedLaunch(pmax, C4);
-  const params = new Params().u32(l.colTiles).u32(l.threads).u32(l.nx).u32(sz.E).u32(sp4)
+  const params = new Params().u32(l.colTiles).u32(l.threads).u32(sz.E).u32(sp4)
     .u32(sp4 * 4).u32(C4).u32(folds.w2.width);
   pushFold(params, folds.act);
   g.recorder.dispatch({

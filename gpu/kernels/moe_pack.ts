@@ -32,7 +32,7 @@ function packWgsl(store: MoeStore): string {
 override LAYOUT: u32 = 0u;
 override SOURCE: u32 = 0u;
 ${bindings`
-  params n: u32, width: u32, C: u32, dff: u32, s: u32, sp4: u32, nx: u32
+  params n: u32, width: u32, C: u32, dff: u32, s: u32, sp4: u32
   read   w: array<f32>
 `}
 ${dst}
@@ -90,12 +90,12 @@ export function moePackKernel(
   const [width, height] = layout === "up" ? [sz.E * sp4, C4 * 4] : [C4, sz.E * sp4 * 4];
   const n = width * height;
   const store: MoeStore = dst instanceof GPUBuffer ? "buffer" : "texture";
-  const { nx, workgroups } = flatGrid(n, MOE_WG);
+  const workgroups = flatGrid(n, MOE_WG);
   g.recorder.dispatch({
     kernel: defineKernel(`moe.pack_${store}`, () => packWgsl(store)),
     constants: { LAYOUT: layout === "up" ? 0 : 1, SOURCE: source === "fc" ? 0 : 1 },
     buffers: [w, dst],
-    params: new Params().u32(n).u32(width).u32(sz.C).u32(sz.dff).u32(s).u32(sp4).u32(nx),
+    params: new Params().u32(n).u32(width).u32(sz.C).u32(sz.dff).u32(s).u32(sp4),
     workgroups,
   });
 }

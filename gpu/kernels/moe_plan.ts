@@ -27,7 +27,7 @@ export const MOE_PLAN_CHUNK = 256;
 /** WGSL of moe.plan_count: per (chunk, expert), the chunk's selections of the expert. */
 export const MOE_PLAN_COUNT_WGSL = /* wgsl */ `
 ${bindings`
-  params threads: u32, nk: u32, E: u32, chunk: u32, nx: u32
+  params threads: u32, nk: u32, E: u32, chunk: u32
   read   sel: array<u32>
   write  chunkCounts: array<u32>
 `}
@@ -89,7 +89,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
 /** WGSL of moe.plan_place: per (chunk, expert), write the chunk's selections of the expert in order. */
 export const MOE_PLAN_PLACE_WGSL = /* wgsl */ `
 ${bindings`
-  params threads: u32, nk: u32, E: u32, chunk: u32, nx: u32
+  params threads: u32, nk: u32, E: u32, chunk: u32
   read   sel: array<u32>
   read   chunkStart: array<u32>
   read   offsets: array<u32>
@@ -139,8 +139,8 @@ export function moePlanKernel(
 ): void {
   const chunks = Math.max(1, ceilDiv(nk, MOE_PLAN_CHUNK));
   const threads = chunks * E;
-  const { nx, workgroups } = flatGrid(threads, MOE_WG);
-  const params = () => new Params().u32(threads).u32(nk).u32(E).u32(MOE_PLAN_CHUNK).u32(nx);
+  const workgroups = flatGrid(threads, MOE_WG);
+  const params = () => new Params().u32(threads).u32(nk).u32(E).u32(MOE_PLAN_CHUNK);
   const chunkCounts = g.pool.acquire(threads * 4, "moe.chunk_counts");
   g.recorder.dispatch({
     kernel: PLAN_COUNT,

@@ -129,7 +129,7 @@ function sumLastSource(t: string): string {
   return /* wgsl */ `
 alias T = ${t};
 ${bindings`
-  params rows: u32, cols: u32, scale: f32, nx: u32
+  params rows: u32, cols: u32, scale: f32
   read   x: array<T>
   write  out: array<f32>
 `}
@@ -151,7 +151,7 @@ export const SUM_LAST4_WGSL = sumLastSource("vec4f");
 /** WGSL of expandRows, one element per thread. */
 export const EXPAND_ROWS_WGSL = /* wgsl */ `
 ${bindings`
-  params n: u32, cols: u32, scale: f32, nx: u32
+  params n: u32, cols: u32, scale: f32
   read   src: array<f32>
   write  out: array<f32>
 `}
@@ -164,7 +164,7 @@ ${flatEntry(256)}
 /** WGSL of expandRows, one vec4 per thread (n and cols counted in vec4s). */
 export const EXPAND_ROWS4_WGSL = /* wgsl */ `
 ${bindings`
-  params n: u32, cols: u32, scale: f32, nx: u32
+  params n: u32, cols: u32, scale: f32
   read   src: array<f32>
   write  out: array<vec4f>
 `}
@@ -190,11 +190,11 @@ export function sumLastKernel(
 ): void {
   if (rows === 0) return;
   const vec = cols % 4 === 0;
-  const { nx, workgroups } = flatGrid(rows, 64);
+  const workgroups = flatGrid(rows, 64);
   g.recorder.dispatch({
     kernel: vec ? SUM_LAST4 : SUM_LAST,
     buffers: [x, out],
-    params: new Params().u32(rows).u32(vec ? cols / 4 : cols).f32(scale).u32(nx),
+    params: new Params().u32(rows).u32(vec ? cols / 4 : cols).f32(scale),
     workgroups,
   });
 }
@@ -212,11 +212,11 @@ export function expandRowsKernel(
   if (n === 0) return;
   const vec = cols % 4 === 0;
   const lanes = vec ? n / 4 : n;
-  const { nx, workgroups } = flatGrid(lanes, 256);
+  const workgroups = flatGrid(lanes, 256);
   g.recorder.dispatch({
     kernel: vec ? EXPAND_ROWS4 : EXPAND_ROWS,
     buffers: [src, out],
-    params: new Params().u32(lanes).u32(vec ? cols / 4 : cols).f32(scale).u32(nx),
+    params: new Params().u32(lanes).u32(vec ? cols / 4 : cols).f32(scale),
     workgroups,
   });
 }

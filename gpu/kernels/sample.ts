@@ -38,7 +38,7 @@ export const SAMPLE_WGSL = /* wgsl */ `
 struct P {
   rows: u32, V: u32, inStride: u32, inOffset: u32,
   outStride: u32, outCol: u32, k: u32, greedy: u32,
-  seedLo: u32, seedHi: u32, step: u32, nx: u32,
+  seedLo: u32, seedHi: u32, step: u32,
   invTemp: f32,
 }
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
@@ -168,7 +168,7 @@ export function sampleKernel(
 ): void {
   if (layout.rows === 0) return;
   const [lo, hi] = seedWords(s.seed);
-  const { nx, workgroups } = flatGrid(layout.rows, 64);
+  const workgroups = flatGrid(layout.rows, 64);
   const greedy = s.temperature === 0;
   g.recorder.dispatch({
     kernel: SAMPLE,
@@ -176,7 +176,7 @@ export function sampleKernel(
     params: new Params()
       .u32(layout.rows).u32(layout.V).u32(layout.inStride).u32(layout.inOffset)
       .u32(layout.outStride).u32(layout.outCol).u32(s.topK).u32(greedy ? 1 : 0)
-      .u32(lo).u32(hi).u32(s.step).u32(nx)
+      .u32(lo).u32(hi).u32(s.step)
       .f32(greedy ? 0 : 1 / s.temperature),
     workgroups,
   });

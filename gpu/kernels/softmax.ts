@@ -24,7 +24,7 @@ function header(t: string): string {
   const vec = t !== "f32";
   return /* wgsl */ `
 alias T = ${t};
-struct P { rows: u32, c: u32, nx: u32 }
+struct P { rows: u32, c: u32 }
 fn hsum(v: T) -> f32 { return ${vec ? "v.x + v.y + v.z + v.w" : "v"}; }
 fn hmax(v: T) -> f32 { return ${vec ? "max(max(v.x, v.y), max(v.z, v.w))" : "v"}; }
 `;
@@ -82,8 +82,8 @@ const BACKWARD4 = defineKernel("softmax.backward4", () => SOFTMAX_BACKWARD4_WGSL
 
 function launch(rows: number, c: number) {
   const vec = c % 4 === 0;
-  const { nx, workgroups } = flatGrid(rows, WG);
-  return { vec, workgroups, params: new Params().u32(rows).u32(vec ? c / 4 : c).u32(nx) };
+  const workgroups = flatGrid(rows, WG);
+  return { vec, workgroups, params: new Params().u32(rows).u32(vec ? c / 4 : c) };
 }
 
 /** y = softmax(x) over rows of length c; x and y are (rows, c). */

@@ -39,7 +39,7 @@ fn orderKey(v: f32) -> u32 {
 
 export const TOPK_WGSL = /* wgsl */ `
 ${bindings`
-  params rows: u32, n: u32, k: u32, nx: u32
+  params rows: u32, n: u32, k: u32
   read   x: array<f32>
   write  out: array<u32>
 `}
@@ -81,11 +81,11 @@ export function topkKernel(
   k: number,
 ): void {
   if (rows * k === 0) return;
-  const { nx, workgroups } = flatGrid(rows, 64);
+  const workgroups = flatGrid(rows, 64);
   g.recorder.dispatch({
     kernel: TOPK,
     buffers: [x, out],
-    params: new Params().u32(rows).u32(n).u32(k).u32(nx),
+    params: new Params().u32(rows).u32(n).u32(k),
     workgroups,
   });
 }

@@ -46,7 +46,7 @@ function permuteSource(t: string): string {
   return /* wgsl */ `
 override RUN: u32 = 1u;
 ${bindings`
-  params n: u32, ndim: u32, nx: u32, pad: u32, shape: array<vec4u, 2>, stride: array<vec4u, 2>
+  params n: u32, ndim: u32, pad0: u32, pad1: u32, shape: array<vec4u, 2>, stride: array<vec4u, 2>
   read   x: array<${t}>
   write  out: array<${t}>
 `}
@@ -74,7 +74,7 @@ export const PERMUTE4_WGSL = permuteSource("vec4u");
 /** WGSL of the 4x4-tile permute (the innermost dim moves; sizes in tiles, offsets in u32s). */
 export const PERMUTE_TILE4_WGSL = /* wgsl */ `
 struct P {
-  n: u32, ndim: u32, nx: u32, sl: u32, ok: u32, pad0: u32, pad1: u32, pad2: u32,
+  n: u32, ndim: u32, sl: u32, ok: u32, pad0: u32, pad1: u32, pad2: u32, pad3: u32,
   shape: array<vec4u, 2>, sin: array<vec4u, 2>, sout: array<vec4u, 2>,
 }
 @group(0) @binding(0) var<storage, read> x: array<vec4u>;
@@ -186,8 +186,8 @@ export function permuteKernel(
   shape[nd - 1] /= run;
   stride[nd - 1] *= run;
   const lanes = (vec ? n / 4 : n) / run;
-  const { nx, workgroups } = flatGrid(lanes, 256);
-  const params = new Params().u32(lanes).u32(nd).u32(nx).u32(0);
+  const workgroups = flatGrid(lanes, 256);
+  const params = new Params().u32(lanes).u32(nd).u32(0).u32(0);
   for (let k = 0; k < PERMUTE_MAX_DIMS; k++) params.u32(k < nd ? shape[k] : 1);
   for (let k = 0; k < PERMUTE_MAX_DIMS; k++) params.u32(k < nd ? stride[k] : 0);
   g.recorder.dispatch({
@@ -221,9 +221,9 @@ function permuteTile4(
   const sin = stride.map((st, k) => k === kDim || k === l ? 4 * st : st);
   const sout = outStride.map((st, k) => k === kDim || k === l ? 4 * st : st);
   const lanes = n / 16;
-  const { nx, workgroups } = flatGrid(lanes, 256);
-  const params = new Params().u32(lanes).u32(nd).u32(nx).u32(stride[l]).u32(outStride[kDim])
-    .u32(0).u32(0).u32(0);
+  const workgroups = flatGrid(lanes, 256);
+  const params = new Params().u32(lanes).u32(nd).u32(stride[l]).u32(outStride[kDim])
+    .u32(0).u32(0).u32(0).u32(0);
   for (const arr of [tiles, sin, sout]) {
     for (let k = 0; k < PERMUTE_MAX_DIMS; k++) params.u32(k < nd ? arr[k] : 0);
   }
