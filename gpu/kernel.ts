@@ -8,6 +8,8 @@
  * since pipelines use the automatic layout.
  */
 
+import type { Lane } from "./wgsl.ts";
+
 /** A WGSL compute kernel with entry point `main`. */
 export interface Kernel {
   /** Unique, stable name: `<family>.<job>` such as `matmul.reg4`. */
@@ -37,4 +39,18 @@ export function defineKernel(name: string, make: () => string): Kernel {
   let k = KERNELS.get(name);
   if (!k) KERNELS.set(name, k = { name, code: make() });
   return k;
+}
+
+/**
+ * The scalar and vec4 variants of one WGSL template, `name` over f32 and
+ * `name4` over vec4f (launchers pick vec4 where the sizes are multiples of
+ * 4): returns the pick.
+ */
+export function defineLaneKernels(
+  name: string,
+  make: (lane: Lane) => string,
+): (vec4: boolean) => Kernel {
+  const f32 = defineKernel(name, () => make("f32"));
+  const vec4f = defineKernel(name + "4", () => make("vec4f"));
+  return (vec4) => vec4 ? vec4f : f32;
 }

@@ -14,7 +14,7 @@
  * is a multiple of 4, else one per element; 256 threads per workgroup; 2-D
  * grid past 65535 groups.
  */
-import { defineKernel } from "../kernel.ts";
+import { defineLaneKernels } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
 import { flatGrid, Params } from "../util.ts";
 import { bindings, flatEntry, type Lane } from "../wgsl.ts";
@@ -88,19 +88,9 @@ ${flatEntry(ACTIVATION_WG)}
 `;
 }
 
-/** WGSL of the forward, one element per thread. */
-export const ACTIVATION_FORWARD_WGSL = forwardSource("f32");
-/** WGSL of the forward, four elements per thread (n counted in vec4s). */
-export const ACTIVATION_FORWARD4_WGSL = forwardSource("vec4f");
-/** WGSL of the backward, one element per thread. */
-export const ACTIVATION_BACKWARD_WGSL = backwardSource("f32");
-/** WGSL of the backward, four elements per thread (n counted in vec4s). */
-export const ACTIVATION_BACKWARD4_WGSL = backwardSource("vec4f");
-
-const FORWARD = defineKernel("activation.forward", () => ACTIVATION_FORWARD_WGSL);
-const FORWARD4 = defineKernel("activation.forward4", () => ACTIVATION_FORWARD4_WGSL);
-const BACKWARD = defineKernel("activation.backward", () => ACTIVATION_BACKWARD_WGSL);
-const BACKWARD4 = defineKernel("activation.backward4", () => ACTIVATION_BACKWARD4_WGSL);
+// One element or one vec4 per thread (n counted in lanes).
+const FORWARD = defineLaneKernels("activation.forward", forwardSource);
+const BACKWARD = defineLaneKernels("activation.backward", backwardSource);
 
 function launch(n: number) {
   const vec = n % 4 === 0;
@@ -120,7 +110,7 @@ export function activationForward(
   if (n === 0) return;
   const { lanes, vec, workgroups } = launch(n);
   g.recorder.dispatch({
-    kernel: vec ? FORWARD4 : FORWARD,
+    kernel: FORWARD(vec),
     constants: { ACT: Activation[act] },
     buffers: [x, y],
     params: new Params().u32(lanes),
@@ -140,7 +130,7 @@ export function activationBackward(
   if (n === 0) return;
   const { lanes, vec, workgroups } = launch(n);
   g.recorder.dispatch({
-    kernel: vec ? BACKWARD4 : BACKWARD,
+    kernel: BACKWARD(vec),
     constants: { ACT: Activation[act] },
     buffers: [x, dy, dx],
     params: new Params().u32(lanes),

@@ -23,9 +23,9 @@
  * 256 threads per workgroup; 2-D grid past 65535 groups (`grid1d`).
  * p, m and v are updated in place: the parameter's storage is the model's.
  */
-import { defineKernel } from "../kernel.ts";
+import { defineKernel, defineLaneKernels } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
-import { flatGrid, Params } from "../util.ts";
+import { Params } from "../util.ts";
 import { bindings, flatEntry } from "../wgsl.ts";
 
 /**
@@ -64,13 +64,8 @@ ${flatEntry(256)}
 /** WGSL of AdamW with the expert mask of sparse MoE steps (see `adamwWgsl`). */
 export const ADAMW_MASKED_WGSL = adamwWgsl("f32", true);
 
-/** WGSL of the scalar AdamW kernel. */
-export const ADAMW_WGSL = adamwWgsl("f32");
-/** WGSL of the vec4 AdamW kernel (n counted in vec4s). */
-export const ADAMW4_WGSL = adamwWgsl("vec4f");
-
-const ADAMW = defineKernel("optim.adamw", () => ADAMW_WGSL);
-const ADAMW4 = defineKernel("optim.adamw4", () => ADAMW4_WGSL);
+// Scalar or vec4 lanes (n counted in lanes).
+const ADAMW = defineLaneKernels("optim.adamw", (lane) => adamwWgsl(lane));
 const ADAMW_MASKED = defineKernel("optim.adamw_masked", () => ADAMW_MASKED_WGSL);
 
 /** Which expert each element of a parameter belongs to: e = (i % modulo) / divisor. */
@@ -122,14 +117,12 @@ export function adamwKernel(
   // The mask reads one expert count per element: scalar lanes.
   const vec = n % 4 === 0 && !mask;
   const lanes = vec ? n / 4 : n;
-  const workgroups = flatGrid(lanes, 256);
-  g.recorder.dispatch({
-    kernel: mask ? ADAMW_MASKED : vec ? ADAMW4 : ADAMW,
+  g.recorder.dispatchFlat(lanes, 256, {
+    kernel: mask ? ADAMW_MASKED : ADAMW(vec),
     buffers: mask ? [grad, gscale, mask.counts, param, m, v] : [grad, gscale, param, m, v],
     params: new Params()
       .u32(lanes).f32(1 - a.lr * a.weightDecay).f32(a.lr / bc1)
       .f32(Math.sqrt(bc2)).f32(a.eps).f32(a.beta1).f32(1 - a.beta1)
       .f32(a.beta2).f32(1 - a.beta2).u32(mask?.modulo ?? 1).u32(mask?.divisor ?? 1),
-    workgroups,
   });
 }

@@ -53,7 +53,7 @@
 import { GpuError } from "../errors.ts";
 import { defineKernel } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
-import { ceilDiv, flatGrid, Params } from "../util.ts";
+import { ceilDiv, Params } from "../util.ts";
 import { bindings, flatEntry } from "../wgsl.ts";
 
 const WG = 64;
@@ -208,49 +208,47 @@ function checkLimits(g: Gpu, d: AttentionDims): void {
   }
 }
 
+/** One attention.bmm: (M, K)·(K, N) per (b, h), scaled by alpha; MODE as the header. */
+interface BmmShape {
+  d: AttentionDims;
+  mode: 0 | 1 | 2;
+  M: number;
+  N: number;
+  K: number;
+  alpha: number;
+}
+
 /** c = alpha · a · b per (b, h): a is (M, K), b is (K, N), c is (M, N). */
-function bmm(
-  g: Gpu,
-  d: AttentionDims,
-  mode: 0 | 1 | 2,
-  c: Operand,
-  a: Operand,
-  b: Operand,
-  M: number,
-  N: number,
-  K: number,
-  alpha: number,
-): void {
+function bmm(g: Gpu, c: Operand, [a, b]: [Operand, Operand], s: BmmShape): void {
+  const { d, M, N, K } = s;
   const mTiles = ceilDiv(M, TILE);
   const nTiles = ceilDiv(N, TILE);
   const threads = d.B * d.H * mTiles * nTiles;
-  const workgroups = flatGrid(threads, WG);
   const params = new Params().u32(M).u32(N).u32(K).u32(d.H)
     .u32(mTiles).u32(nTiles).u32(threads);
   for (const o of [a, b, c]) params.u32(o.off).u32(o.sB).u32(o.sH).u32(o.sRow).u32(o.sCol);
-  params.f32(alpha);
-  g.recorder.dispatch({
+  params.f32(s.alpha);
+  g.recorder.dispatchFlat(threads, WG, {
     kernel: BMM,
-    constants: { MODE: mode },
+    constants: { MODE: s.mode },
     buffers: [a.buf, b.buf, c.buf],
     params,
-    workgroups,
   });
 }
 
 function rows(g: Gpu, kernel: typeof SOFTMAX, buffers: GPUBuffer[], d: AttentionDims): void {
   const n = d.B * d.H * d.T;
-  const workgroups = flatGrid(n, WG);
-  g.recorder.dispatch({
+  g.recorder.dispatchFlat(n, WG, {
     kernel,
     buffers,
     params: new Params().u32(n).u32(d.T),
-    workgroups,
   });
 }
 
-/** Operands of one call: q, k, v (and their gradients) inside a (B, T, 3C) buffer. */
-function views(d: AttentionDims) {
+// Checks the limits, then the operands of one call: q, k, v (and their
+// gradients) inside a (B, T, 3C) buffer, and the two product shapes.
+function views(g: Gpu, d: AttentionDims) {
+  checkLimits(g, d);
   const { T, C, H } = d;
   const hs = C / H;
   const qkvPart = (buf: GPUBuffer, part: number): Operand => ({
@@ -279,7 +277,9 @@ function views(d: AttentionDims) {
     sRow: C,
     sCol: 1,
   });
-  return { hs, qkvPart, transposed, scores, merged };
+  const scoreShape = { d, M: T, N: T, K: hs }; // (T, hs)·(hs, T)
+  const valueShape = { d, M: T, N: hs, K: T }; // (T, T)·(T, hs)
+  return { hs, qkvPart, transposed, scores, merged, scoreShape, valueShape };
 }
 
 /**
@@ -294,13 +294,12 @@ export function attentionForward(
   d: AttentionDims,
 ): void {
   if (d.B * d.T * d.C === 0) return;
-  checkLimits(g, d);
-  const { T } = d;
-  const { hs, qkvPart, transposed, scores, merged } = views(d);
+  const { hs, qkvPart, transposed, scores, merged, scoreShape, valueShape } = views(g, d);
   const P = scores(probs);
-  bmm(g, d, 0, P, qkvPart(qkv, 0), transposed(qkvPart(qkv, 1)), T, T, hs, 1 / Math.sqrt(hs));
+  const [q, k, v] = [0, 1, 2].map((part) => qkvPart(qkv, part));
+  bmm(g, P, [q, transposed(k)], { ...scoreShape, mode: 0, alpha: 1 / Math.sqrt(hs) });
   rows(g, SOFTMAX, [probs], d);
-  bmm(g, d, 1, merged(y), P, qkvPart(qkv, 2), T, hs, T, 1);
+  bmm(g, merged(y), [P, v], { ...valueShape, mode: 1, alpha: 1 });
 }
 
 /**
@@ -316,18 +315,18 @@ export function attentionBackward(
   d: AttentionDims,
 ): void {
   if (d.B * d.T * d.C === 0) return;
-  checkLimits(g, d);
-  const { T } = d;
-  const { hs, qkvPart, transposed, scores, merged } = views(d);
+  const { hs, qkvPart, transposed, scores, merged, scoreShape, valueShape } = views(g, d);
   const scale = 1 / Math.sqrt(hs);
   const dsBuf = g.pool.acquire(attentionScoreBytes(d), "attention.ds");
   const dS = scores(dsBuf);
   const P = scores(probs);
   const dY = merged(dy);
-  bmm(g, d, 0, dS, dY, transposed(qkvPart(qkv, 2)), T, T, hs, 1);
+  const [q, k, v] = [0, 1, 2].map((part) => qkvPart(qkv, part));
+  const [dq, dk, dv] = [0, 1, 2].map((part) => qkvPart(dqkv, part));
+  bmm(g, dS, [dY, transposed(v)], { ...scoreShape, mode: 0, alpha: 1 });
   rows(g, DSCORE, [probs, dsBuf], d);
-  bmm(g, d, 1, qkvPart(dqkv, 0), dS, qkvPart(qkv, 1), T, hs, T, scale);
-  bmm(g, d, 2, qkvPart(dqkv, 1), transposed(dS), qkvPart(qkv, 0), T, hs, T, scale);
-  bmm(g, d, 2, qkvPart(dqkv, 2), transposed(P), dY, T, hs, T, 1);
+  bmm(g, dq, [dS, k], { ...valueShape, mode: 1, alpha: scale });
+  bmm(g, dk, [transposed(dS), q], { ...valueShape, mode: 2, alpha: scale });
+  bmm(g, dv, [transposed(P), dY], { ...valueShape, mode: 2, alpha: 1 });
   g.pool.release(dsBuf);
 }

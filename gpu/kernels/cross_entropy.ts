@@ -27,7 +27,7 @@
  */
 import { defineKernel } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
-import { flatGrid, Params } from "../util.ts";
+import { Params } from "../util.ts";
 import { bindings, flatEntry } from "../wgsl.ts";
 import { sumAllKernel } from "./reduce.ts";
 
@@ -95,12 +95,10 @@ export function crossEntropyForward(
   V: number,
 ): void {
   const rowLoss = g.pool.acquire(N * 4, "cross_entropy.row_loss");
-  const workgroups = flatGrid(N, 64);
-  g.recorder.dispatch({
+  g.recorder.dispatchFlat(N, 64, {
     kernel: ROWS,
     buffers: [logits, targets, lse, rowLoss],
     params: new Params().u32(N).u32(V),
-    workgroups,
   });
   sumAllKernel(g, loss, rowLoss, N, 1 / N);
   g.pool.release(rowLoss);
@@ -119,11 +117,9 @@ export function crossEntropyBackward(
 ): void {
   const n = N * V;
   if (n === 0) return;
-  const workgroups = flatGrid(n, 256);
-  g.recorder.dispatch({
+  g.recorder.dispatchFlat(n, 256, {
     kernel: BACKWARD,
     buffers: [logits, targets, lse, dLoss, dlogits],
     params: new Params().u32(n).u32(V).f32(1 / N),
-    workgroups,
   });
 }

@@ -14,7 +14,7 @@
 import { GpuError } from "../errors.ts";
 import { defineKernel } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
-import { flatGrid, Params } from "../util.ts";
+import { Params } from "../util.ts";
 import { bindings, flatEntry } from "../wgsl.ts";
 
 /** WGSL of decode.embed. */
@@ -70,11 +70,9 @@ export function decodeEmbedKernel(
   }
   const n = d.B * d.C;
   if (n === 0) return;
-  const workgroups = flatGrid(n, 256);
-  g.recorder.dispatch({
+  g.recorder.dispatchFlat(n, 256, {
     kernel: EMBED,
     buffers: [seq, wte, wpe, x],
     params: new Params().u32(n).u32(d.C).u32(d.S).u32(col).u32(pos).u32(d.V),
-    workgroups,
   });
 }

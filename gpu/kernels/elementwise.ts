@@ -9,9 +9,9 @@
  * n and nb are multiples of 4, else one per element; 256 threads per
  * workgroup; 2-D grid past 65535 groups.
  */
-import { defineKernel } from "../kernel.ts";
+import { defineKernel, defineLaneKernels } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
-import { flatGrid, Params } from "../util.ts";
+import { Params } from "../util.ts";
 import { bindings, flatEntry, type Lane } from "../wgsl.ts";
 
 /** Binary op codes of the `OP` override constant. */
@@ -56,8 +56,7 @@ ${flatEntry(WG)}
 }
 `;
 
-const BINARY = defineKernel("elementwise.binary", () => binaryWgsl("f32"));
-const BINARY4 = defineKernel("elementwise.binary4", () => binaryWgsl("vec4f"));
+const BINARY = defineLaneKernels("elementwise.binary", binaryWgsl);
 const SCALE = defineKernel("elementwise.scale", () => SCALE_WGSL);
 
 /** out[i] = a[i] OP b[i % nb], for i < n. */
@@ -73,24 +72,20 @@ export function binaryKernel(
   if (n === 0) return;
   const vec = n % 4 === 0 && nb % 4 === 0;
   const lanes = vec ? n / 4 : n;
-  const workgroups = flatGrid(lanes, WG);
-  g.recorder.dispatch({
-    kernel: vec ? BINARY4 : BINARY,
+  g.recorder.dispatchFlat(lanes, WG, {
+    kernel: BINARY(vec),
     constants: { OP: BinaryOp[op] },
     buffers: [a, b, out],
     params: new Params().u32(lanes).u32(vec ? nb / 4 : nb),
-    workgroups,
   });
 }
 
 /** out[i] = a[i] * s, for i < n. */
 export function scaleKernel(g: Gpu, out: GPUBuffer, a: GPUBuffer, n: number, s: number): void {
   if (n === 0) return;
-  const workgroups = flatGrid(n, WG);
-  g.recorder.dispatch({
+  g.recorder.dispatchFlat(n, WG, {
     kernel: SCALE,
     buffers: [a, out],
     params: new Params().u32(n).f32(s),
-    workgroups,
   });
 }

@@ -6,7 +6,7 @@
  */
 import { defineKernel } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
-import { flatGrid, Params } from "../util.ts";
+import { Params } from "../util.ts";
 import { bindings, flatEntry } from "../wgsl.ts";
 
 const WG = 256;
@@ -35,11 +35,9 @@ export function fillKernel(
 ): void {
   if (n === 0) return;
   const bits = dtype === "u32" ? value >>> 0 : new Uint32Array(new Float32Array([value]).buffer)[0];
-  const workgroups = flatGrid(n, WG);
-  g.recorder.dispatch({
+  g.recorder.dispatchFlat(n, WG, {
     kernel: FILL,
     buffers: [out],
     params: new Params().u32(n).u32(bits),
-    workgroups,
   });
 }

@@ -26,7 +26,7 @@
  */
 import { defineKernel } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
-import { ceilDiv, flatGrid, Params } from "../util.ts";
+import { ceilDiv, Params } from "../util.ts";
 import { bindings, flatEntry } from "../wgsl.ts";
 
 /** Columns per scatter-add thread: longer blocks mean fewer index scans. */
@@ -88,12 +88,10 @@ export function gatherKernel(
 ): void {
   const n = N * D;
   if (n === 0) return;
-  const workgroups = flatGrid(n, 256);
-  g.recorder.dispatch({
+  g.recorder.dispatchFlat(n, 256, {
     kernel: GATHER,
     buffers: [src, idx, out],
     params: new Params().u32(n).u32(D).u32(R),
-    workgroups,
   });
 }
 
@@ -110,11 +108,9 @@ export function scatterAddKernel(
   if (R * D === 0) return;
   const cb = Math.min(D, SCATTER_COLUMN_BLOCK);
   const threads = R * ceilDiv(D, cb);
-  const workgroups = flatGrid(threads, 64);
-  g.recorder.dispatch({
+  g.recorder.dispatchFlat(threads, 64, {
     kernel: SCATTER_ADD,
     buffers: [src, idx, out],
     params: new Params().u32(threads).u32(N).u32(D).u32(R).u32(cb),
-    workgroups,
   });
 }

@@ -22,7 +22,7 @@
  * may assume floats are finite. A non-finite norm is written as is, so the
  * caller sees it when it reads the norm.
  */
-import { defineKernel } from "../kernel.ts";
+import { defineKernel, defineLaneKernels } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
 import { ceilDiv, Params } from "../util.ts";
 import { bindings } from "../wgsl.ts";
@@ -65,11 +65,6 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
 `;
 }
 
-/** WGSL of the partial sum-of-squares pass (scalar loads). */
-export const SUMSQ_PARTIAL_WGSL = partialWgsl("f32");
-/** WGSL of the partial sum-of-squares pass (vec4 loads; n counted in vec4s). */
-export const SUMSQ_PARTIAL4_WGSL = partialWgsl("vec4f");
-
 /** WGSL of the final pass: norm and clip factor from the partials. */
 export const GRAD_NORM_FINAL_WGSL = /* wgsl */ `
 ${bindings`
@@ -94,8 +89,8 @@ fn main(@builtin(local_invocation_id) lid: vec3u) {
 }
 `;
 
-const PARTIAL = defineKernel("grad_norm.partial", () => SUMSQ_PARTIAL_WGSL);
-const PARTIAL4 = defineKernel("grad_norm.partial4", () => SUMSQ_PARTIAL4_WGSL);
+// The partial sum-of-squares pass, scalar or vec4 loads (n counted in lanes).
+const PARTIAL = defineLaneKernels("grad_norm.partial", partialWgsl);
 const FINAL = defineKernel("grad_norm.final", () => GRAD_NORM_FINAL_WGSL);
 
 /** Partial-pass workgroups (= partial slots) used for a tensor of n elements. */
@@ -117,7 +112,7 @@ export function sumSquaresPartialKernel(
   const groups = gradNormGroups(n);
   const vec = n % 4 === 0;
   g.recorder.dispatch({
-    kernel: vec ? PARTIAL4 : PARTIAL,
+    kernel: PARTIAL(vec),
     buffers: [x, partials],
     params: new Params().u32(vec ? n / 4 : n).u32(base).u32(groups),
     workgroups: [groups],

@@ -54,10 +54,14 @@ export interface KvDims {
   ctx: number;
 }
 
+// Params of every kv_attention kernel: threads, positions (T to fill, L to
+// attend over), C, hd, H, ctx.
+const KV_PARAMS = "n: u32, L: u32, C: u32, hd: u32, H: u32, ctx: u32";
+
 /** WGSL of kv_attention.fill. */
 export const KV_FILL_WGSL = /* wgsl */ `
 ${bindings`
-  params n: u32, T: u32, C: u32, hd: u32, H: u32, ctx: u32
+  params ${KV_PARAMS}
   read   qkv: array<f32>
   write  kc: array<f32>
   write  vc: array<f32>
@@ -66,8 +70,8 @@ ${bindings`
 ${flatEntry(WG)}
   let c = i % p.C;
   let bt = i / p.C;
-  let t = bt % p.T;
-  let b = bt / p.T;
+  let t = bt % p.L;
+  let b = bt / p.L;
   let h = c / p.hd;
   let dst = ((b * p.H + h) * p.ctx + t) * p.hd + c % p.hd;
   let src = bt * 3u * p.C + c;
@@ -79,7 +83,8 @@ ${flatEntry(WG)}
 /** WGSL of kv_attention.scores (appends position t as it goes). */
 export const KV_SCORES_WGSL = /* wgsl */ `
 ${bindings`
-  params n: u32, L: u32, C: u32, hd: u32, H: u32, ctx: u32, scale: f32
+  params ${KV_PARAMS}
+  params scale: f32
   read   qkv: array<f32>
   write  kc: array<f32>
   write  vc: array<f32>
@@ -111,7 +116,7 @@ ${flatEntry(WG)}
 /** WGSL of kv_attention.mix: softmax over the scores, then the weighted sum of values. */
 export const KV_MIX_WGSL = /* wgsl */ `
 ${bindings`
-  params n: u32, L: u32, C: u32, hd: u32, H: u32, ctx: u32
+  params ${KV_PARAMS}
   read   s: array<f32>
   read   vc: array<f32>
   write  y: array<f32>
@@ -175,12 +180,10 @@ export function kvFillKernel(
   }
   const n = d.B * T * d.C;
   if (n === 0) return;
-  const workgroups = flatGrid(n, WG);
-  g.recorder.dispatch({
+  g.recorder.dispatchFlat(n, WG, {
     kernel: FILL,
     buffers: [qkv, k, v],
     params: new Params().u32(n).u32(T).u32(d.C).u32(hd).u32(d.H).u32(d.ctx),
-    workgroups,
   });
 }
 

@@ -29,10 +29,10 @@
  * is slow, for C up to ~1024. All kernels read vec4s when C is a multiple of
  * 4 (C is then counted in vec4s in the params).
  */
-import { defineKernel } from "../kernel.ts";
+import { defineLaneKernels } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
 import { ceilDiv, flatGrid, MAX_WORKGROUPS_PER_DIM, Params } from "../util.ts";
-import { bindings, flatEntry } from "../wgsl.ts";
+import { bindings, flatEntry, hsum, type Lane } from "../wgsl.ts";
 import { sumRowsKernel } from "./reduce.ts";
 
 /** Rows per chunk of the deterministic dw / db reduction. */
@@ -42,15 +42,14 @@ const WG = 64;
 
 // Scalar and vec4 variants share one source over `alias T`; hsum folds a T
 // accumulator to one f32.
-function header(t: string): string {
-  const hsum = t === "f32" ? "v" : "v.x + v.y + v.z + v.w";
+function header(t: Lane): string {
   return /* wgsl */ `
 alias T = ${t};
-fn hsum(v: T) -> f32 { return ${hsum}; }
+fn hsum(v: T) -> f32 { return ${hsum(t)}; }
 `;
 }
 
-function forwardSource(t: string): string {
+function forwardSource(t: Lane): string {
   return header(t) + /* wgsl */ `
 ${bindings`
   params rows: u32, c: u32, inv_c: f32, eps: f32
@@ -82,7 +81,7 @@ ${flatEntry(WG, { id: "r", bound: "p.rows" })}
 `;
 }
 
-function backwardSource(t: string): string {
+function backwardSource(t: Lane): string {
   return header(t) + /* wgsl */ `
 ${bindings`
   params rows: u32, c: u32, inv_c: f32
@@ -116,7 +115,7 @@ ${flatEntry(WG, { id: "r", bound: "p.rows" })}
 `;
 }
 
-function paramsSource(t: string): string {
+function paramsSource(t: Lane): string {
   return header(t) + /* wgsl */ `
 ${bindings`
   params rows: u32, c: u32, chunk: u32
@@ -147,25 +146,11 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 `;
 }
 
-/** WGSL of the forward, scalar loads. */
-export const LAYERNORM_FORWARD_WGSL = forwardSource("f32");
-/** WGSL of the forward, vec4 loads (C counted in vec4s). */
-export const LAYERNORM_FORWARD4_WGSL = forwardSource("vec4f");
-/** WGSL of the dx backward, scalar loads. */
-export const LAYERNORM_BACKWARD_WGSL = backwardSource("f32");
-/** WGSL of the dx backward, vec4 loads. */
-export const LAYERNORM_BACKWARD4_WGSL = backwardSource("vec4f");
-/** WGSL of the per-chunk dw / db partial sums, scalar loads. */
-export const LAYERNORM_PARAMS_WGSL = paramsSource("f32");
-/** WGSL of the per-chunk dw / db partial sums, vec4 loads. */
-export const LAYERNORM_PARAMS4_WGSL = paramsSource("vec4f");
-
-const FORWARD = defineKernel("layernorm.forward", () => LAYERNORM_FORWARD_WGSL);
-const FORWARD4 = defineKernel("layernorm.forward4", () => LAYERNORM_FORWARD4_WGSL);
-const BACKWARD = defineKernel("layernorm.backward", () => LAYERNORM_BACKWARD_WGSL);
-const BACKWARD4 = defineKernel("layernorm.backward4", () => LAYERNORM_BACKWARD4_WGSL);
-const PARAMS = defineKernel("layernorm.params", () => LAYERNORM_PARAMS_WGSL);
-const PARAMS4 = defineKernel("layernorm.params4", () => LAYERNORM_PARAMS4_WGSL);
+// Scalar or vec4 loads (C counted in lanes): the forward, the dx backward,
+// the per-chunk dw / db partial sums.
+const FORWARD = defineLaneKernels("layernorm.forward", forwardSource);
+const BACKWARD = defineLaneKernels("layernorm.backward", backwardSource);
+const PARAMS = defineLaneKernels("layernorm.params", paramsSource);
 
 /** Sizes of a layernorm launch. */
 export interface LayerNormSizes {
@@ -189,12 +174,10 @@ export function layernormForward(
 ): void {
   if (rows === 0 || c === 0) return;
   const vec = c % 4 === 0;
-  const workgroups = flatGrid(rows, WG);
-  g.recorder.dispatch({
-    kernel: vec ? FORWARD4 : FORWARD,
+  g.recorder.dispatchFlat(rows, WG, {
+    kernel: FORWARD(vec),
     buffers: [x, w, b, y, mean, rstd],
     params: new Params().u32(rows).u32(vec ? c / 4 : c).f32(1 / c).f32(eps),
-    workgroups,
   });
 }
 
@@ -220,7 +203,7 @@ export function layernormBackward(
   if (dx) {
     const workgroups = flatGrid(rows, WG);
     g.recorder.dispatch({
-      kernel: vec ? BACKWARD4 : BACKWARD,
+      kernel: BACKWARD(vec),
       buffers: [x, w, dy, mean, rstd, dx],
       params: new Params().u32(rows).u32(lanes).f32(1 / c),
       workgroups,
@@ -241,7 +224,7 @@ export function layernormBackward(
   const dwPart = single && dw ? dw : g.pool.acquire(partBytes);
   const dbPart = single && db ? db : g.pool.acquire(partBytes);
   g.recorder.dispatch({
-    kernel: vec ? PARAMS4 : PARAMS,
+    kernel: PARAMS(vec),
     buffers: [x, dy, mean, rstd, dwPart, dbPart],
     params: new Params().u32(rows).u32(lanes).u32(chunk),
     workgroups: [groupsX, chunks],

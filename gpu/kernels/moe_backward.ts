@@ -38,7 +38,7 @@
  */
 import { defineKernel } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
-import { ceilDiv, flatGrid, Params } from "../util.ts";
+import { ceilDiv, Params } from "../util.ts";
 import { bindings, flatEntry } from "../wgsl.ts";
 import { activationFns } from "./activation.ts";
 import {
@@ -179,13 +179,11 @@ export function moeDactKernel(
   activation: MoeActivationName,
 ): void {
   if (vec4s === 0) return;
-  const workgroups = flatGrid(vec4s, MOE_WG);
-  g.recorder.dispatch({
+  g.recorder.dispatchFlat(vec4s, MOE_WG, {
     kernel: DACT,
     constants: { ACT: MOE_ACTIVATION[activation] },
     buffers: [pre, grad],
     params: new Params().u32(vec4s),
-    workgroups,
   });
 }
 
@@ -233,17 +231,15 @@ export function moeOuterKernel(
   const sp4 = ceilDiv(s, 4);
   const jTiles = ceilDiv(sz.C, MOE_OUTER_TJ);
   const threads = sz.E * sp4 * jTiles;
-  const workgroups = flatGrid(threads, MOE_WG);
   const vecR = sz.C % 4 === 0;
   // A binding every pipeline declares: a scratch buffer when there is no bias.
   const noBias = dBias ? null : g.pool.acquire(16, "moe_bw.nobias");
-  g.recorder.dispatch({
+  g.recorder.dispatchFlat(threads, MOE_WG, {
     kernel: defineKernel(`moe_bw.outer${vecR ? "_v4" : ""}`, () => outerWgsl(vecR)),
     constants: { HAS_BIAS: dBias ? 1 : 0 },
     buffers: [L, R, plan.rows, plan.counts, plan.offsets, dW, dBias ?? noBias!],
     params: new Params().u32(threads).u32(s).u32(sz.C).u32(ceilDiv(sz.C, 4)).u32(sp4)
       .u32(jTiles).u32(sz.k).u32(strides.eS).u32(strides.iS).u32(strides.jS),
-    workgroups,
   });
   if (noBias) g.pool.release(noBias);
 }
@@ -274,11 +270,9 @@ export function moeRouterGradKernel(
   { sz, yStride }: { sz: MoeSizes; yStride: number },
 ): void {
   if (sz.N === 0) return;
-  const workgroups = flatGrid(sz.N, MOE_WG);
-  g.recorder.dispatch({
+  g.recorder.dispatchFlat(sz.N, MOE_WG, {
     kernel: ROUTER,
     buffers: [dOut, y, pos, sel, scores, dS],
     params: new Params().u32(sz.N).u32(sz.k).u32(sz.E).u32(sz.C).u32(yStride),
-    workgroups,
   });
 }

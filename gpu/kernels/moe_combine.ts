@@ -11,7 +11,7 @@
 import { defineKernel } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
 import { dummyBuffer } from "../scratch.ts";
-import { ceilDiv, flatGrid, Params } from "../util.ts";
+import { ceilDiv, Params } from "../util.ts";
 import { flatEntry } from "../wgsl.ts";
 import {
   type Fold,
@@ -98,8 +98,7 @@ export function moeCombineKernel(
   const chunks = ceilDiv(C4, MOE_COMBINE_TEXELS);
   const n = sz.N * chunks;
   const vecOut = sz.C % 4 === 0;
-  const workgroups = flatGrid(n, MOE_WG);
-  g.recorder.dispatch({
+  g.recorder.dispatchFlat(n, MOE_WG, {
     kernel: defineKernel(
       `moe.combine_${operandStore(design)}${vecOut ? "_v4" : ""}`,
       () => combineWgsl(design, vecOut),
@@ -107,6 +106,5 @@ export function moeCombineKernel(
     constants: { HAS_BIAS: bias ? 1 : 0 },
     buffers: [y, pos, bias ?? dummyBuffer(g), out],
     params: pushFold(new Params().u32(n).u32(sz.C).u32(C4).u32(sz.k).u32(chunks), fold),
-    workgroups,
   });
 }

@@ -62,6 +62,18 @@ fn expertOf(row: u32) -> u32 {
   return lo;
 }`;
 
+/**
+ * Opens `main` of a grouped product: invocation gi owns row tile `row` and
+ * column tile `col4` (in vec4s) of expert `e`, and returns past the rows in use.
+ */
+function tileEntry(tn4: number): string {
+  return /* wgsl */ `${flatEntry(MOE_WG, { id: "gi", bound: "p.threads" })}
+  let row = (gi / p.colTiles) * TM;
+  let col4 = (gi % p.colTiles) * ${tn4}u;
+  if (row >= offsets[p.E]) { return; }
+  let e = expertOf(row);`;
+}
+
 /** The register-tile main loop shared by up and down: acc += A rows · B texels. */
 function tileLoop(tn4: number, bx: string, by: string): string {
   let loadB = "";
@@ -129,11 +141,7 @@ fn activate(v: vec4f) -> vec4f {
   return act(v);
 }
 
-${flatEntry(MOE_WG, { id: "gi", bound: "p.threads" })}
-  let row = (gi / p.colTiles) * TM;
-  let col4 = (gi % p.colTiles) * ${tn4}u;
-  if (row >= offsets[p.E]) { return; }
-  let e = expertOf(row);
+${tileEntry(tn4)}
   ${tileLoop(tn4, "e * p.sp4 + col4", "kr")}
   let valid = counts[e];
   let start = offsets[e];
@@ -168,11 +176,7 @@ ${operandWgsl(operandStore(design), "write", 3, ["y", "stY", "d"])}
 @group(1) @binding(0) var<uniform> p: P;
 ${EXPERT_OF}
 
-${flatEntry(MOE_WG, { id: "gi", bound: "p.threads" })}
-  let row = (gi / p.colTiles) * TM;
-  let col4 = (gi % p.colTiles) * ${tn4}u;
-  if (row >= offsets[p.E]) { return; }
-  let e = expertOf(row);
+${tileEntry(tn4)}
   ${tileLoop(tn4, "col4", "e * p.sp + kr")}
   for (var i = 0u; i < TM; i++) {
     let c = stYRow(row + i);

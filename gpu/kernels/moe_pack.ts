@@ -19,7 +19,7 @@
  */
 import { defineKernel } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
-import { ceilDiv, flatGrid, Params } from "../util.ts";
+import { ceilDiv, Params } from "../util.ts";
 import { bindings, flatEntry } from "../wgsl.ts";
 import { MOE_WG, type MoeOperand, type MoeSizes, type MoeStore } from "./moe.ts";
 
@@ -90,12 +90,10 @@ export function moePackKernel(
   const [width, height] = layout === "up" ? [sz.E * sp4, C4 * 4] : [C4, sz.E * sp4 * 4];
   const n = width * height;
   const store: MoeStore = dst instanceof GPUBuffer ? "buffer" : "texture";
-  const workgroups = flatGrid(n, MOE_WG);
-  g.recorder.dispatch({
+  g.recorder.dispatchFlat(n, MOE_WG, {
     kernel: defineKernel(`moe.pack_${store}`, () => packWgsl(store)),
     constants: { LAYOUT: layout === "up" ? 0 : 1, SOURCE: source === "fc" ? 0 : 1 },
     buffers: [w, dst],
     params: new Params().u32(n).u32(width).u32(sz.C).u32(sz.dff).u32(s).u32(sp4),
-    workgroups,
   });
 }

@@ -24,6 +24,13 @@ import { MOE_EMPTY_ROW, MOE_ROW_TILE, MOE_WG, type MoePlanBuffers } from "./moe.
 /** Selections per chunk of the plan's parallel counting sort. */
 export const MOE_PLAN_CHUNK = 256;
 
+// Opens main of the per-(chunk, expert) passes: invocation id looks at
+// selections [i0, i1) for expert e.
+const CHUNK_ENTRY = /* wgsl */ `${flatEntry(MOE_WG, { id: "id", bound: "p.threads" })}
+  let e = id % p.E;
+  let i0 = (id / p.E) * p.chunk;
+  let i1 = min(i0 + p.chunk, p.nk);`;
+
 /** WGSL of moe.plan_count: per (chunk, expert), the chunk's selections of the expert. */
 export const MOE_PLAN_COUNT_WGSL = /* wgsl */ `
 ${bindings`
@@ -32,10 +39,7 @@ ${bindings`
   write  chunkCounts: array<u32>
 `}
 
-${flatEntry(MOE_WG, { id: "id", bound: "p.threads" })}
-  let e = id % p.E;
-  let i0 = (id / p.E) * p.chunk;
-  let i1 = min(i0 + p.chunk, p.nk);
+${CHUNK_ENTRY}
   var c = 0u;
   for (var i = i0; i < i1; i++) { c += select(0u, 1u, sel[i] == e); }
   chunkCounts[id] = c;
@@ -97,10 +101,7 @@ ${bindings`
   write  pos: array<u32>
 `}
 
-${flatEntry(MOE_WG, { id: "id", bound: "p.threads" })}
-  let e = id % p.E;
-  let i0 = (id / p.E) * p.chunk;
-  let i1 = min(i0 + p.chunk, p.nk);
+${CHUNK_ENTRY}
   var r = offsets[e] + chunkStart[id];
   for (var i = i0; i < i1; i++) {
     if (sel[i] == e) {

@@ -14,10 +14,10 @@
  *            when cols is a multiple of 4), 256 per workgroup, 2-D grid.
  * Bindings: inputs, then the output; params in group 1.
  */
-import { defineKernel } from "../kernel.ts";
+import { defineKernel, defineLaneKernels } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
-import { ceilDiv, flatGrid, Params } from "../util.ts";
-import { bindings, flatEntry } from "../wgsl.ts";
+import { ceilDiv, Params } from "../util.ts";
+import { bindings, flatEntry, hsum, type Lane } from "../wgsl.ts";
 
 /** WGSL of sumRows. */
 export const SUM_ROWS_WGSL = /* wgsl */ `
@@ -124,8 +124,7 @@ export function sumAllKernel(
   g.pool.release(partial);
 }
 
-function sumLastSource(t: string): string {
-  const hsum = t === "f32" ? "v" : "v.x + v.y + v.z + v.w";
+function sumLastSource(t: Lane): string {
   return /* wgsl */ `
 alias T = ${t};
 ${bindings`
@@ -137,47 +136,29 @@ ${bindings`
 ${flatEntry(64, { id: "r", bound: "p.rows" })}
   var s = T(0.0);
   for (var j = 0u; j < p.cols; j++) { s += x[r * p.cols + j]; }
-  let v = s;
-  out[r] = (${hsum}) * p.scale;
+  out[r] = (${hsum(t, "s")}) * p.scale;
 }
 `;
 }
 
-/** WGSL of sumLast, scalar loads. */
-export const SUM_LAST_WGSL = sumLastSource("f32");
-/** WGSL of sumLast, vec4 loads (cols counted in vec4s). */
-export const SUM_LAST4_WGSL = sumLastSource("vec4f");
-
-/** WGSL of expandRows, one element per thread. */
-export const EXPAND_ROWS_WGSL = /* wgsl */ `
+/** WGSL of expandRows, one `lane` of out per thread (n and cols counted in lanes). */
+function expandRowsSource(lane: Lane): string {
+  return /* wgsl */ `
 ${bindings`
   params n: u32, cols: u32, scale: f32
   read   src: array<f32>
-  write  out: array<f32>
+  write  out: array<${lane}>
 `}
 
 ${flatEntry(256)}
-  out[i] = src[i / p.cols] * p.scale;
+  out[i] = ${lane}(src[i / p.cols] * p.scale);
 }
 `;
-
-/** WGSL of expandRows, one vec4 per thread (n and cols counted in vec4s). */
-export const EXPAND_ROWS4_WGSL = /* wgsl */ `
-${bindings`
-  params n: u32, cols: u32, scale: f32
-  read   src: array<f32>
-  write  out: array<vec4f>
-`}
-
-${flatEntry(256)}
-  out[i] = vec4f(src[i / p.cols] * p.scale);
 }
-`;
 
-const SUM_LAST = defineKernel("reduce.sum_last", () => SUM_LAST_WGSL);
-const SUM_LAST4 = defineKernel("reduce.sum_last4", () => SUM_LAST4_WGSL);
-const EXPAND_ROWS = defineKernel("reduce.expand_rows", () => EXPAND_ROWS_WGSL);
-const EXPAND_ROWS4 = defineKernel("reduce.expand_rows4", () => EXPAND_ROWS4_WGSL);
+// Scalar or vec4 lanes.
+const SUM_LAST = defineLaneKernels("reduce.sum_last", sumLastSource);
+const EXPAND_ROWS = defineLaneKernels("reduce.expand_rows", expandRowsSource);
 
 /** out[r] = scale * sum_j x[r, j]; x is (rows, cols), out is (rows). */
 export function sumLastKernel(
@@ -190,12 +171,10 @@ export function sumLastKernel(
 ): void {
   if (rows === 0) return;
   const vec = cols % 4 === 0;
-  const workgroups = flatGrid(rows, 64);
-  g.recorder.dispatch({
-    kernel: vec ? SUM_LAST4 : SUM_LAST,
+  g.recorder.dispatchFlat(rows, 64, {
+    kernel: SUM_LAST(vec),
     buffers: [x, out],
     params: new Params().u32(rows).u32(vec ? cols / 4 : cols).f32(scale),
-    workgroups,
   });
 }
 
@@ -212,11 +191,9 @@ export function expandRowsKernel(
   if (n === 0) return;
   const vec = cols % 4 === 0;
   const lanes = vec ? n / 4 : n;
-  const workgroups = flatGrid(lanes, 256);
-  g.recorder.dispatch({
-    kernel: vec ? EXPAND_ROWS4 : EXPAND_ROWS,
+  g.recorder.dispatchFlat(lanes, 256, {
+    kernel: EXPAND_ROWS(vec),
     buffers: [src, out],
     params: new Params().u32(lanes).u32(vec ? cols / 4 : cols).f32(scale),
-    workgroups,
   });
 }

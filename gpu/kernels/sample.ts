@@ -30,7 +30,7 @@
 import { ORDER_KEY_WGSL } from "./topk.ts";
 import { defineKernel } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
-import { flatGrid, Params } from "../util.ts";
+import { Params } from "../util.ts";
 import { flatEntry } from "../wgsl.ts";
 
 /** WGSL of sample.rows. */
@@ -168,9 +168,8 @@ export function sampleKernel(
 ): void {
   if (layout.rows === 0) return;
   const [lo, hi] = seedWords(s.seed);
-  const workgroups = flatGrid(layout.rows, 64);
   const greedy = s.temperature === 0;
-  g.recorder.dispatch({
+  g.recorder.dispatchFlat(layout.rows, 64, {
     kernel: SAMPLE,
     buffers: [logits, out],
     params: new Params()
@@ -178,6 +177,5 @@ export function sampleKernel(
       .u32(layout.outStride).u32(layout.outCol).u32(s.topK).u32(greedy ? 1 : 0)
       .u32(lo).u32(hi).u32(s.step)
       .f32(greedy ? 0 : 1 / s.temperature),
-    workgroups,
   });
 }

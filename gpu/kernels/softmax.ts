@@ -13,28 +13,29 @@
  * ~1024. Rows are read as vec4s when C is a multiple of 4 (C is then counted
  * in vec4s in the params).
  */
-import { defineKernel } from "../kernel.ts";
+import { defineLaneKernels } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
 import { flatGrid, Params } from "../util.ts";
-import { flatEntry } from "../wgsl.ts";
+import { bindings, flatEntry, hsum, type Lane } from "../wgsl.ts";
 
 const WG = 64;
 
-function header(t: string): string {
+function header(t: Lane): string {
   const vec = t !== "f32";
   return /* wgsl */ `
 alias T = ${t};
-struct P { rows: u32, c: u32 }
-fn hsum(v: T) -> f32 { return ${vec ? "v.x + v.y + v.z + v.w" : "v"}; }
+fn hsum(v: T) -> f32 { return ${hsum(t)}; }
 fn hmax(v: T) -> f32 { return ${vec ? "max(max(v.x, v.y), max(v.z, v.w))" : "v"}; }
 `;
 }
 
-function forwardSource(t: string): string {
+function forwardSource(t: Lane): string {
   return header(t) + /* wgsl */ `
-@group(0) @binding(0) var<storage, read> x: array<T>;
-@group(0) @binding(1) var<storage, read_write> y: array<T>;
-@group(1) @binding(0) var<uniform> p: P;
+${bindings`
+  params rows: u32, c: u32
+  read   x: array<T>
+  write  y: array<T>
+`}
 
 ${flatEntry(WG, { id: "r", bound: "p.rows" })}
   let base = r * p.c;
@@ -49,12 +50,14 @@ ${flatEntry(WG, { id: "r", bound: "p.rows" })}
 `;
 }
 
-function backwardSource(t: string): string {
+function backwardSource(t: Lane): string {
   return header(t) + /* wgsl */ `
-@group(0) @binding(0) var<storage, read> y: array<T>;
-@group(0) @binding(1) var<storage, read> dy: array<T>;
-@group(0) @binding(2) var<storage, read_write> dx: array<T>;
-@group(1) @binding(0) var<uniform> p: P;
+${bindings`
+  params rows: u32, c: u32
+  read   y: array<T>
+  read   dy: array<T>
+  write  dx: array<T>
+`}
 
 ${flatEntry(WG, { id: "r", bound: "p.rows" })}
   let base = r * p.c;
@@ -66,19 +69,9 @@ ${flatEntry(WG, { id: "r", bound: "p.rows" })}
 `;
 }
 
-/** WGSL of the forward, scalar loads. */
-export const SOFTMAX_FORWARD_WGSL = forwardSource("f32");
-/** WGSL of the forward, vec4 loads (C counted in vec4s). */
-export const SOFTMAX_FORWARD4_WGSL = forwardSource("vec4f");
-/** WGSL of the backward, scalar loads. */
-export const SOFTMAX_BACKWARD_WGSL = backwardSource("f32");
-/** WGSL of the backward, vec4 loads (C counted in vec4s). */
-export const SOFTMAX_BACKWARD4_WGSL = backwardSource("vec4f");
-
-const FORWARD = defineKernel("softmax.forward", () => SOFTMAX_FORWARD_WGSL);
-const FORWARD4 = defineKernel("softmax.forward4", () => SOFTMAX_FORWARD4_WGSL);
-const BACKWARD = defineKernel("softmax.backward", () => SOFTMAX_BACKWARD_WGSL);
-const BACKWARD4 = defineKernel("softmax.backward4", () => SOFTMAX_BACKWARD4_WGSL);
+// Scalar or vec4 loads (C counted in lanes).
+const FORWARD = defineLaneKernels("softmax.forward", forwardSource);
+const BACKWARD = defineLaneKernels("softmax.backward", backwardSource);
 
 function launch(rows: number, c: number) {
   const vec = c % 4 === 0;
@@ -97,7 +90,7 @@ export function softmaxForward(
   if (rows === 0 || c === 0) return;
   const { vec, workgroups, params } = launch(rows, c);
   g.recorder.dispatch({
-    kernel: vec ? FORWARD4 : FORWARD,
+    kernel: FORWARD(vec),
     buffers: [x, y],
     params,
     workgroups,
@@ -116,7 +109,7 @@ export function softmaxBackward(
   if (rows === 0 || c === 0) return;
   const { vec, workgroups, params } = launch(rows, c);
   g.recorder.dispatch({
-    kernel: vec ? BACKWARD4 : BACKWARD,
+    kernel: BACKWARD(vec),
     buffers: [y, dy, dx],
     params,
     workgroups,

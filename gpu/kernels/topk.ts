@@ -20,7 +20,7 @@
  */
 import { defineKernel } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
-import { flatGrid, Params } from "../util.ts";
+import { Params } from "../util.ts";
 import { bindings, flatEntry } from "../wgsl.ts";
 
 /** WGSL of topk.rows. */
@@ -81,11 +81,9 @@ export function topkKernel(
   k: number,
 ): void {
   if (rows * k === 0) return;
-  const workgroups = flatGrid(rows, 64);
-  g.recorder.dispatch({
+  g.recorder.dispatchFlat(rows, 64, {
     kernel: TOPK,
     buffers: [x, out],
     params: new Params().u32(rows).u32(n).u32(k),
-    workgroups,
   });
 }

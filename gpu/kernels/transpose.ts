@@ -36,7 +36,7 @@
  */
 import { defineKernel } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
-import { flatGrid, Params } from "../util.ts";
+import { Params } from "../util.ts";
 import { bindings, flatEntry } from "../wgsl.ts";
 
 /** Most dims a permute can have after simplification (size-1 dims dropped, runs merged). */
@@ -186,16 +186,14 @@ export function permuteKernel(
   shape[nd - 1] /= run;
   stride[nd - 1] *= run;
   const lanes = (vec ? n / 4 : n) / run;
-  const workgroups = flatGrid(lanes, 256);
   const params = new Params().u32(lanes).u32(nd).u32(0).u32(0);
   for (let k = 0; k < PERMUTE_MAX_DIMS; k++) params.u32(k < nd ? shape[k] : 1);
   for (let k = 0; k < PERMUTE_MAX_DIMS; k++) params.u32(k < nd ? stride[k] : 0);
-  g.recorder.dispatch({
+  g.recorder.dispatchFlat(lanes, 256, {
     kernel: vec ? PERMUTE4 : PERMUTE,
     constants: { RUN: run },
     buffers: [x, out],
     params,
-    workgroups,
   });
 }
 
@@ -221,16 +219,14 @@ function permuteTile4(
   const sin = stride.map((st, k) => k === kDim || k === l ? 4 * st : st);
   const sout = outStride.map((st, k) => k === kDim || k === l ? 4 * st : st);
   const lanes = n / 16;
-  const workgroups = flatGrid(lanes, 256);
   const params = new Params().u32(lanes).u32(nd).u32(stride[l]).u32(outStride[kDim])
     .u32(0).u32(0).u32(0).u32(0);
   for (const arr of [tiles, sin, sout]) {
     for (let k = 0; k < PERMUTE_MAX_DIMS; k++) params.u32(k < nd ? arr[k] : 0);
   }
-  g.recorder.dispatch({
+  g.recorder.dispatchFlat(lanes, 256, {
     kernel: PERMUTE_TILE4,
     buffers: [x, out],
     params,
-    workgroups,
   });
 }
