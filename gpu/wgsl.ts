@@ -17,9 +17,11 @@ export function hsum(lane: Lane, v = "v"): string {
 /**
  * The binding block, from a table of one binding a line:
  *
- *     params n: u32, c: u32       fields of the uniform struct P (may repeat)
- *     read   x: array<f32>        read-only storage
- *     write  y: array<f32>        read-write storage
+ *     params n: u32, c: u32              fields of the uniform struct P
+ *     read   x: array<f32>, w: array<f32>   read-only storage
+ *     write  y: array<f32>                  read-write storage
+ *
+ * (each kind may take several lines; a line may hold several bindings).
  *
  * Storage bindings are numbered in order in group 0, and every `read` must
  * come before the first `write` (inputs, then outputs); with params, the
@@ -34,16 +36,22 @@ export function bindings(strings: TemplateStringsArray, ...values: unknown[]): s
   for (const line of table.split("\n").map((l) => l.trim()).filter((l) => l)) {
     const [kind, decl] = [line.slice(0, line.indexOf(" ")), line.slice(line.indexOf(" ")).trim()];
     if (kind === "params") params.push(decl.replace(/,$/, ""));
-    else if (kind === "read" && !writing) storage.push(`var<storage, read> ${decl};`);
-    else if (kind === "write") {
+    else if (kind === "read" && !writing) {
+      for (const d of decls(decl)) storage.push(`var<storage, read> ${d};`);
+    } else if (kind === "write") {
       writing = true;
-      storage.push(`var<storage, read_write> ${decl};`);
+      for (const d of decls(decl)) storage.push(`var<storage, read_write> ${d};`);
     } else throw new Error(`bindings(): bad line "${line}" (a read after a write?)`);
   }
   const out = storage.map((decl, i) => `@group(0) @binding(${i}) ${decl}`);
   if (params.length === 0) return out.join("\n");
   return [`struct P { ${params.join(", ")} }`, ...out, "@group(1) @binding(0) var<uniform> p: P;"]
     .join("\n");
+}
+
+// The `name: type` entries of one table line (types may hold commas: `array<f32, 4>`).
+function decls(line: string): string[] {
+  return line.split(/,\s*(?=[A-Za-z_]\w*\s*:)/).map((d) => d.trim());
 }
 
 /**

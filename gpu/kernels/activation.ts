@@ -14,9 +14,9 @@
  * is a multiple of 4, else one per element; 256 threads per workgroup; 2-D
  * grid past 65535 groups.
  */
-import { defineLaneKernels } from "../kernel.ts";
+import { defineLaneKernels, type Kernel } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
-import { flatGrid, Params } from "../util.ts";
+import { Params } from "../util.ts";
 import { bindings, flatEntry, type Lane } from "../wgsl.ts";
 
 /** Activation codes of the `ACT` override constant. */
@@ -77,8 +77,7 @@ function backwardSource(t: Lane): string {
   return activationFns(t) + /* wgsl */ `
 ${bindings`
   params n: u32
-  read   x: array<${t}>
-  read   dy: array<${t}>
+  read   x: array<${t}>, dy: array<${t}>
   write  dx: array<${t}>
 `}
 
@@ -92,11 +91,23 @@ ${flatEntry(ACTIVATION_WG)}
 const FORWARD = defineLaneKernels("activation.forward", forwardSource);
 const BACKWARD = defineLaneKernels("activation.backward", backwardSource);
 
-function launch(n: number) {
+// One thread per element, or per vec4 when n is a multiple of 4.
+function dispatchLanes(
+  g: Gpu,
+  kernel: (vec4: boolean) => Kernel,
+  act: ActivationName,
+  buffers: GPUBuffer[],
+  n: number,
+): void {
+  if (n === 0) return;
   const vec = n % 4 === 0;
   const lanes = vec ? n / 4 : n;
-  const workgroups = flatGrid(lanes, ACTIVATION_WG);
-  return { lanes, vec, workgroups };
+  g.recorder.dispatchFlat(lanes, ACTIVATION_WG, {
+    kernel: kernel(vec),
+    constants: { ACT: Activation[act] },
+    buffers,
+    params: new Params().u32(lanes),
+  });
 }
 
 /** y[i] = act(x[i]) for i < n. */
@@ -107,15 +118,7 @@ export function activationForward(
   x: GPUBuffer,
   n: number,
 ): void {
-  if (n === 0) return;
-  const { lanes, vec, workgroups } = launch(n);
-  g.recorder.dispatch({
-    kernel: FORWARD(vec),
-    constants: { ACT: Activation[act] },
-    buffers: [x, y],
-    params: new Params().u32(lanes),
-    workgroups,
-  });
+  dispatchLanes(g, FORWARD, act, [x, y], n);
 }
 
 /** dx[i] = dy[i] * act'(x[i]) for i < n. */
@@ -127,13 +130,5 @@ export function activationBackward(
   dy: GPUBuffer,
   n: number,
 ): void {
-  if (n === 0) return;
-  const { lanes, vec, workgroups } = launch(n);
-  g.recorder.dispatch({
-    kernel: BACKWARD(vec),
-    constants: { ACT: Activation[act] },
-    buffers: [x, dy, dx],
-    params: new Params().u32(lanes),
-    workgroups,
-  });
+  dispatchLanes(g, BACKWARD, act, [x, dy, dx], n);
 }

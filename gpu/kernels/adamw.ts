@@ -40,12 +40,9 @@ ${bindings`
   params n: u32, decay: f32, stepSize: f32
   params bc2Sqrt: f32, eps: f32, b1: f32, c1: f32
   params b2: f32, c2: f32, modulo: u32, divisor: u32
-  read   grad: array<${t}>
-  read   gscale: array<f32>
+  read   grad: array<${t}>, gscale: array<f32>
   ${masked ? "read   counts: array<u32>" : ""}
-  write  param: array<${t}>
-  write  m1: array<${t}>
-  write  m2: array<${t}>
+  write  param: array<${t}>, m1: array<${t}>, m2: array<${t}>
 `}
 
 ${flatEntry(256)}

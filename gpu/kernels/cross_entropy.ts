@@ -35,10 +35,8 @@ import { sumAllKernel } from "./reduce.ts";
 export const CROSS_ENTROPY_ROWS_WGSL = /* wgsl */ `
 ${bindings`
   params N: u32, V: u32
-  read   x: array<f32>
-  read   targets: array<u32>
-  write  lse: array<f32>
-  write  rowLoss: array<f32>
+  read   x: array<f32>, targets: array<u32>
+  write  lse: array<f32>, rowLoss: array<f32>
 `}
 
 ${flatEntry(64, { id: "n", bound: "p.N" })}
@@ -60,10 +58,7 @@ ${flatEntry(64, { id: "n", bound: "p.N" })}
 export const CROSS_ENTROPY_BACKWARD_WGSL = /* wgsl */ `
 ${bindings`
   params n: u32, V: u32, invN: f32
-  read   x: array<f32>
-  read   targets: array<u32>
-  read   lse: array<f32>
-  read   dLoss: array<f32>
+  read   x: array<f32>, targets: array<u32>, lse: array<f32>, dLoss: array<f32>
   write  dx: array<f32>
 `}
 

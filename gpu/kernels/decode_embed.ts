@@ -21,9 +21,7 @@ import { bindings, flatEntry } from "../wgsl.ts";
 export const DECODE_EMBED_WGSL = /* wgsl */ `
 ${bindings`
   params n: u32, C: u32, S: u32, col: u32, pos: u32, V: u32
-  read   seq: array<u32>
-  read   wte: array<f32>
-  read   wpe: array<f32>
+  read   seq: array<u32>, wte: array<f32>, wpe: array<f32>
   write  x: array<f32>
 `}
 

@@ -28,8 +28,7 @@ export function binaryWgsl(lane: Lane): string {
 override OP: u32 = 0u;
 ${bindings`
   params n: u32, nb: u32
-  read   a: ${T}
-  read   b: ${T}
+  read   a: ${T}, b: ${T}
   write  out: ${T}
 `}
 

@@ -36,8 +36,7 @@ export const SCATTER_COLUMN_BLOCK = 32;
 export const GATHER_WGSL = /* wgsl */ `
 ${bindings`
   params n: u32, D: u32, R: u32
-  read   src: array<f32>
-  read   idx: array<u32>
+  read   src: array<f32>, idx: array<u32>
   write  out: array<f32>
 `}
 
@@ -53,8 +52,7 @@ ${flatEntry(256)}
 export const SCATTER_ADD_WGSL = /* wgsl */ `
 ${bindings`
   params threads: u32, N: u32, D: u32, R: u32, cb: u32
-  read   src: array<f32>
-  read   idx: array<u32>
+  read   src: array<f32>, idx: array<u32>
   write  out: array<f32>
 `}
 
@@ -76,16 +74,28 @@ ${flatEntry(64, { id: "k", bound: "p.threads" })}
 const GATHER = defineKernel("gather.rows", () => GATHER_WGSL);
 const SCATTER_ADD = defineKernel("gather.scatter_add", () => SCATTER_ADD_WGSL);
 
+/** The inputs of a gather or scatter-add: source rows and a u32 index per row. */
+export interface RowsByIndex {
+  /** (R, D) for gather, (N, D) for scatter-add, f32. */
+  src: GPUBuffer;
+  /** (N) u32 row indices. */
+  idx: GPUBuffer;
+}
+
+/** Sizes of a gather or scatter-add: N indices into R rows of D columns. */
+export interface RowIndexSizes {
+  /** Indices. */
+  N: number;
+  /** Rows of the indexed matrix. */
+  R: number;
+  /** Columns. */
+  D: number;
+}
+
 /** out (N, D) = rows idx of src (R, D); out-of-range indices give zero rows. */
-export function gatherKernel(
-  g: Gpu,
-  out: GPUBuffer,
-  src: GPUBuffer,
-  idx: GPUBuffer,
-  N: number,
-  R: number,
-  D: number,
-): void {
+export function gatherKernel(g: Gpu, out: GPUBuffer, rows: RowsByIndex, sz: RowIndexSizes): void {
+  const { src, idx } = rows;
+  const { N, R, D } = sz;
   const n = N * D;
   if (n === 0) return;
   g.recorder.dispatchFlat(n, 256, {
@@ -99,12 +109,11 @@ export function gatherKernel(
 export function scatterAddKernel(
   g: Gpu,
   out: GPUBuffer,
-  src: GPUBuffer,
-  idx: GPUBuffer,
-  N: number,
-  R: number,
-  D: number,
+  rows: RowsByIndex,
+  sz: RowIndexSizes,
 ): void {
+  const { src, idx } = rows;
+  const { N, R, D } = sz;
   if (R * D === 0) return;
   const cb = Math.min(D, SCATTER_COLUMN_BLOCK);
   const threads = R * ceilDiv(D, cb);

@@ -70,8 +70,7 @@ export const GRAD_NORM_FINAL_WGSL = /* wgsl */ `
 ${bindings`
   params count: u32, maxNorm: f32, clip: u32
   read   partials: array<f32>
-  write  norm: array<f32>
-  write  factor: array<f32>
+  write  norm: array<f32>, factor: array<f32>
 `}
 ${TREE_REDUCE}
 @compute @workgroup_size(256)

@@ -63,8 +63,7 @@ export const KV_FILL_WGSL = /* wgsl */ `
 ${bindings`
   params ${KV_PARAMS}
   read   qkv: array<f32>
-  write  kc: array<f32>
-  write  vc: array<f32>
+  write  kc: array<f32>, vc: array<f32>
 `}
 
 ${flatEntry(WG)}
@@ -86,9 +85,7 @@ ${bindings`
   params ${KV_PARAMS}
   params scale: f32
   read   qkv: array<f32>
-  write  kc: array<f32>
-  write  vc: array<f32>
-  write  s: array<f32>
+  write  kc: array<f32>, vc: array<f32>, s: array<f32>
 `}
 
 ${flatEntry(WG)}
@@ -117,8 +114,7 @@ ${flatEntry(WG)}
 export const KV_MIX_WGSL = /* wgsl */ `
 ${bindings`
   params ${KV_PARAMS}
-  read   s: array<f32>
-  read   vc: array<f32>
+  read   s: array<f32>, vc: array<f32>
   write  y: array<f32>
 `}
 

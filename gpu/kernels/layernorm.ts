@@ -53,12 +53,8 @@ function forwardSource(t: Lane): string {
   return header(t) + /* wgsl */ `
 ${bindings`
   params rows: u32, c: u32, inv_c: f32, eps: f32
-  read   x: array<T>
-  read   w: array<T>
-  read   b: array<T>
-  write  y: array<T>
-  write  mean: array<f32>
-  write  rstd: array<f32>
+  read   x: array<T>, w: array<T>, b: array<T>
+  write  y: array<T>, mean: array<f32>, rstd: array<f32>
 `}
 
 ${flatEntry(WG, { id: "r", bound: "p.rows" })}
@@ -85,11 +81,7 @@ function backwardSource(t: Lane): string {
   return header(t) + /* wgsl */ `
 ${bindings`
   params rows: u32, c: u32, inv_c: f32
-  read   x: array<T>
-  read   w: array<T>
-  read   dy: array<T>
-  read   mean: array<f32>
-  read   rstd: array<f32>
+  read   x: array<T>, w: array<T>, dy: array<T>, mean: array<f32>, rstd: array<f32>
   write  dx: array<T>
 `}
 
@@ -119,12 +111,8 @@ function paramsSource(t: Lane): string {
   return header(t) + /* wgsl */ `
 ${bindings`
   params rows: u32, c: u32, chunk: u32
-  read   x: array<T>
-  read   dy: array<T>
-  read   mean: array<f32>
-  read   rstd: array<f32>
-  write  dw_part: array<T>
-  write  db_part: array<T>
+  read   x: array<T>, dy: array<T>, mean: array<f32>, rstd: array<f32>
+  write  dw_part: array<T>, db_part: array<T>
 `}
 
 @compute @workgroup_size(${WG})

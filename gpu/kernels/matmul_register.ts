@@ -52,9 +52,7 @@ export function bufferFedHeader(ta: string, tb: string): string {
   return /* wgsl */ `${TRANS_OVERRIDES}${EPILOGUE_OVERRIDES}
 ${bindings`
   params m: u32, k: u32, n: u32, sa: u32, sb: u32, sc: u32, oa: u32, ob: u32, oc: u32
-  read   a: array<${ta}>
-  read   b: array<${tb}>
-  read   bias: array<f32>
+  read   a: array<${ta}>, b: array<${tb}>, bias: array<f32>
   write  c: array<f32>
 `}`;
 }

@@ -89,13 +89,9 @@ override HAS_BIAS: bool = false;
 ${bindings`
   params threads: u32, I: u32, J: u32, J4: u32, sp4: u32, jTiles: u32, k: u32
   params eS: u32, iS: u32, jS: u32
-  read   L: array<vec4f>
-  read   R: array<${vecR ? "vec4f" : "f32"}>
-  read   rows: array<u32>
-  read   counts: array<u32>
-  read   offsets: array<u32>
-  write  out: array<f32>
-  write  dBias: array<f32>
+  read   L: array<vec4f>, R: array<${vecR ? "vec4f" : "f32"}>
+  read   rows: array<u32>, counts: array<u32>, offsets: array<u32>
+  write  out: array<f32>, dBias: array<f32>
 `}
 
 ${flatEntry(MOE_WG, { id: "id", bound: "p.threads" })}
@@ -134,10 +130,7 @@ ${flatEntry(MOE_WG, { id: "id", bound: "p.threads" })}
 export const MOE_BW_ROUTER_WGSL = /* wgsl */ `
 ${bindings`
   params N: u32, k: u32, E: u32, C: u32, yStride: u32
-  read   dOut: array<f32>
-  read   y: array<f32>
-  read   pos: array<u32>
-  read   sel: array<u32>
+  read   dOut: array<f32>, y: array<f32>, pos: array<u32>, sel: array<u32>
   read   scores: array<f32>
   write  dS: array<f32>
 `}

@@ -56,10 +56,7 @@ const TM = ${MOE_ROW_TILE}u;
 const EMPTY = ${MOE_EMPTY_ROW}u;
 ${bindings`
   params chunks: u32, E: u32, pmax: u32
-  write  chunkCounts: array<u32>
-  write  counts: array<u32>
-  write  offsets: array<u32>
-  write  rows: array<u32>
+  write  chunkCounts: array<u32>, counts: array<u32>, offsets: array<u32>, rows: array<u32>
 `}
 
 @compute @workgroup_size(${MOE_WG})
@@ -94,11 +91,8 @@ fn main(@builtin(local_invocation_index) lid: u32) {
 export const MOE_PLAN_PLACE_WGSL = /* wgsl */ `
 ${bindings`
   params threads: u32, nk: u32, E: u32, chunk: u32
-  read   sel: array<u32>
-  read   chunkStart: array<u32>
-  read   offsets: array<u32>
-  write  rows: array<u32>
-  write  pos: array<u32>
+  read   sel: array<u32>, chunkStart: array<u32>, offsets: array<u32>
+  write  rows: array<u32>, pos: array<u32>
 `}
 
 ${CHUNK_ENTRY}

@@ -13,9 +13,9 @@
  * ~1024. Rows are read as vec4s when C is a multiple of 4 (C is then counted
  * in vec4s in the params).
  */
-import { defineLaneKernels } from "../kernel.ts";
+import { defineLaneKernels, type Kernel } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
-import { flatGrid, Params } from "../util.ts";
+import { Params } from "../util.ts";
 import { bindings, flatEntry, hsum, type Lane } from "../wgsl.ts";
 
 const WG = 64;
@@ -54,8 +54,7 @@ function backwardSource(t: Lane): string {
   return header(t) + /* wgsl */ `
 ${bindings`
   params rows: u32, c: u32
-  read   y: array<T>
-  read   dy: array<T>
+  read   y: array<T>, dy: array<T>
   write  dx: array<T>
 `}
 
@@ -73,28 +72,33 @@ ${flatEntry(WG, { id: "r", bound: "p.rows" })}
 const FORWARD = defineLaneKernels("softmax.forward", forwardSource);
 const BACKWARD = defineLaneKernels("softmax.backward", backwardSource);
 
-function launch(rows: number, c: number) {
+/** Sizes of a softmax launch: rows of length c. */
+export interface SoftmaxSizes {
+  /** Rows (product of the leading dims). */
+  rows: number;
+  /** Length of a row (the last dim). */
+  c: number;
+}
+
+// One thread per row, vec4 loads when c is a multiple of 4.
+function dispatchRows(
+  g: Gpu,
+  kernel: (vec4: boolean) => Kernel,
+  buffers: GPUBuffer[],
+  { rows, c }: SoftmaxSizes,
+): void {
+  if (rows === 0 || c === 0) return;
   const vec = c % 4 === 0;
-  const workgroups = flatGrid(rows, WG);
-  return { vec, workgroups, params: new Params().u32(rows).u32(vec ? c / 4 : c) };
+  g.recorder.dispatchFlat(rows, WG, {
+    kernel: kernel(vec),
+    buffers,
+    params: new Params().u32(rows).u32(vec ? c / 4 : c),
+  });
 }
 
 /** y = softmax(x) over rows of length c; x and y are (rows, c). */
-export function softmaxForward(
-  g: Gpu,
-  y: GPUBuffer,
-  x: GPUBuffer,
-  rows: number,
-  c: number,
-): void {
-  if (rows === 0 || c === 0) return;
-  const { vec, workgroups, params } = launch(rows, c);
-  g.recorder.dispatch({
-    kernel: FORWARD(vec),
-    buffers: [x, y],
-    params,
-    workgroups,
-  });
+export function softmaxForward(g: Gpu, y: GPUBuffer, x: GPUBuffer, sz: SoftmaxSizes): void {
+  dispatchRows(g, FORWARD, [x, y], sz);
 }
 
 /** dx = y * (dy - rowsum(dy * y)), from the forward's output y. */
@@ -103,15 +107,7 @@ export function softmaxBackward(
   dx: GPUBuffer,
   y: GPUBuffer,
   dy: GPUBuffer,
-  rows: number,
-  c: number,
+  sz: SoftmaxSizes,
 ): void {
-  if (rows === 0 || c === 0) return;
-  const { vec, workgroups, params } = launch(rows, c);
-  g.recorder.dispatch({
-    kernel: BACKWARD(vec),
-    buffers: [y, dy, dx],
-    params,
-    workgroups,
-  });
+  dispatchRows(g, BACKWARD, [y, dy, dx], sz);
 }
