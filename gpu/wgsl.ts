@@ -15,13 +15,13 @@ export function hsum(lane: Lane, v = "v"): string {
 }
 
 /**
- * The binding block, from a table of one binding a line:
+ * The binding block, from a table of bindings by kind:
  *
- *     params n: u32, c: u32              fields of the uniform struct P
- *     read   x: array<f32>, w: array<f32>   read-only storage
- *     write  y: array<f32>                  read-write storage
+ *     params n: u32, c: u32                  fields of the uniform struct P
+ *     read   x: array<f32>, w: array<f32>    read-only storage
+ *     write  y: array<f32>                   read-write storage
  *
- * (each kind may take several lines; a line may hold several bindings).
+ * (each kind may take several lines, a line several bindings).
  *
  * Storage bindings are numbered in order in group 0, and every `read` must
  * come before the first `write` (inputs, then outputs); with params, the

@@ -1,6 +1,6 @@
 /**
  * Kernels of the sparse MoE FFN's training step (`core/nn/moe_ffn_train.ts`)
- * that `moe.ts` lacks. The grouped layout, plan and sizes are `moe.ts`'s
+ * that the forward lacks. The grouped layout, plan and sizes are `moe.ts`'s
  * (N tokens, C, d_ff = E·s, k, C4 = ⌈C/4⌉, sp4 = ⌈s/4⌉, sp = 4·sp4, pmax
  * grouped rows, expert e's rows [offsets[e], offsets[e] + counts[e]),
  * rows[p] = selection id t·k + j). Grouped operands here are in buffers
