@@ -210,27 +210,15 @@ export interface AutotuneOptions {
 }
 
 /**
- * Picks the matmul config for this adapter: the cached answer if there is
- * one (unless `force`), else a timed trial whose winner is cached. Returns
- * the heuristic without timing anything when autotune is off.
+ * Times every candidate on `shape` (about `budget` ms each, see
+ * `autotuneMatmul`) and returns the fastest with every GFLOP/s measured.
  */
-export async function autotuneMatmul(g: Gpu, opts: AutotuneOptions = {}): Promise<MatmulChoice> {
-  if (!autotuneEnabled()) return { config: heuristicMatmulConfig(g), source: "heuristic" };
-  if (!opts.force) {
-    const cached = memo.get(g.device)?.source === "trial"
-      ? memo.get(g.device)!
-      : cachedMatmulChoice(g);
-    if (cached) {
-      memo.set(g.device, cached);
-      return cached;
-    }
-  }
-  const shape = opts.shape ?? AUTOTUNE_SHAPE;
-  const budget = opts.budgetMs ?? AUTOTUNE_BUDGET_MS;
-  const candidates = (opts.candidates ?? MATMUL_CANDIDATES).filter((c) =>
-    c.design !== "texture" || textureDesignSupported()
-  );
-  if (candidates.length === 0) throw new Error("autotuneMatmul(): no candidate can run here");
+async function trialMatmul(
+  g: Gpu,
+  candidates: readonly MatmulConfig[],
+  shape: MatmulShape,
+  budget: number,
+): Promise<{ best: MatmulConfig; gflops: Record<string, number> }> {
   const { m, k, n } = shape;
   const batch = shape.batch ?? 1;
   const rnd = (len: number) =>
@@ -299,11 +287,37 @@ export async function autotuneMatmul(g: Gpu, opts: AutotuneOptions = {}): Promis
     g.pool.release(b);
     g.pool.release(c);
   }
+  return { best, gflops };
+}
+
+/**
+ * Picks the matmul config for this adapter: the cached answer if there is
+ * one (unless `force`), else a timed trial whose winner is cached. Returns
+ * the heuristic without timing anything when autotune is off.
+ */
+export async function autotuneMatmul(g: Gpu, opts: AutotuneOptions = {}): Promise<MatmulChoice> {
+  if (!autotuneEnabled()) return { config: heuristicMatmulConfig(g), source: "heuristic" };
+  if (!opts.force) {
+    const cached = memo.get(g.device)?.source === "trial"
+      ? memo.get(g.device)!
+      : cachedMatmulChoice(g);
+    if (cached) {
+      memo.set(g.device, cached);
+      return cached;
+    }
+  }
+  const shape = opts.shape ?? AUTOTUNE_SHAPE;
+  const budget = opts.budgetMs ?? AUTOTUNE_BUDGET_MS;
+  const candidates = (opts.candidates ?? MATMUL_CANDIDATES).filter((c) =>
+    c.design !== "texture" || textureDesignSupported()
+  );
+  if (candidates.length === 0) throw new Error("autotuneMatmul(): no candidate can run here");
+  const { best, gflops } = await trialMatmul(g, candidates, shape, budget);
   for (const name in gflops) gflops[name] = Number(gflops[name].toPrecision(3));
   writeCache(g, {
     matmul: best,
     gflops,
-    shape: [m, k, n],
+    shape: [shape.m, shape.k, shape.n],
     date: new Date().toISOString(),
   });
   const choice: MatmulChoice = { config: best, source: "trial", gflops };

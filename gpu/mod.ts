@@ -7,6 +7,7 @@ export * from "./errors.ts";
 export * from "./device.ts";
 export * from "./pool.ts";
 export * from "./kernel.ts";
+export type { Lane } from "./wgsl.ts";
 export * from "./pipeline_cache.ts";
 export * from "./recorder.ts";
 export * from "./runtime.ts";

@@ -3,8 +3,10 @@
  *
  * Creation is synchronous so that op code can record dispatches without
  * awaiting; compilation and validation errors are caught in an error scope
- * and surfaced (with the kernel name and WGSL line:col) at the next flush.
+ * and surfaced at the next flush, with the kernel name and each error's
+ * line:col and source line from the module's compilation info.
  */
+import { compileErrorMessage } from "./compile_error.ts";
 import { DEBUG_LEVEL } from "./debug.ts";
 import { GpuError } from "./errors.ts";
 import { type Constants, type Kernel, pipelineKey } from "./kernel.ts";
@@ -45,10 +47,13 @@ export class PipelineCache {
       layout: "auto",
       compute: { module, entryPoint: "main", constants },
     });
+    const shader = module;
     this.#pending.push(
-      device.popErrorScope().then((err) =>
-        err ? new GpuError(`Kernel ${key} failed to compile: ${err.message}`) : null
-      ),
+      device.popErrorScope().then(async (err) => {
+        if (!err) return null;
+        const info = await shader.getCompilationInfo();
+        return new GpuError(compileErrorMessage(key, kernel.code, info.messages, err.message));
+      }),
     );
     this.#pipelines.set(key, pipeline);
     return pipeline;

@@ -19,7 +19,7 @@ import type { GpuDevice } from "./device.ts";
 import { GpuError } from "./errors.ts";
 import type { Constants, Kernel } from "./kernel.ts";
 import type { PipelineCache } from "./pipeline_cache.ts";
-import type { Params } from "./util.ts";
+import { flatGrid, type Params } from "./util.ts";
 
 const ARENA_CHUNK_BYTES = 64 * 1024;
 const MAX_PARAM_BYTES = 256;
@@ -223,6 +223,14 @@ export class Recorder {
         entries: [{ binding: 0, resource: slot }],
         label: name + ".params",
       }));
+  }
+
+  /**
+   * Records a flat launch: `threads` invocations in `wg`-thread workgroups,
+   * spread over grid1d's 2-D grid (kernels open with `flatEntry`).
+   */
+  dispatchFlat(threads: number, wg: number, args: Omit<DispatchArgs, "workgroups">): void {
+    this.dispatch({ ...args, workgroups: flatGrid(threads, wg) });
   }
 
   /** Records one dispatch. */

@@ -10,13 +10,22 @@ export const MAX_WORKGROUPS_PER_DIM = 65535;
 
 /**
  * Splits a 1-D workgroup count into (x, y) so that neither exceeds the
- * per-dimension limit; kernels rebuild the flat id as `y * nx + x`
- * (with `nx` = the x count, passed in their params) and bounds-check it.
+ * per-dimension limit; kernels rebuild the flat id as `y * nx + x` (nx =
+ * the x count, WGSL's num_workgroups.x) and bounds-check it.
  */
 export function grid1d(groups: number): [number, number] {
   if (groups <= MAX_WORKGROUPS_PER_DIM) return [Math.max(groups, 1), 1];
   const y = ceilDiv(groups, MAX_WORKGROUPS_PER_DIM);
   return [ceilDiv(groups, y), y];
+}
+
+/**
+ * The workgroup counts of a flat launch of `threads` invocations in
+ * `wg`-thread workgroups, spread by grid1d (the kernel's `flatEntry`
+ * rebuilds the flat id).
+ */
+export function flatGrid(threads: number, wg: number): [number, number] {
+  return grid1d(ceilDiv(threads, wg));
 }
 
 /**

@@ -39,12 +39,9 @@ import {
   TEXTURE_MIN_MACS,
   textureDesignSupported,
 } from "../../gpu/kernels/matmul.ts";
-import {
-  type MoeDesign,
-  moeExpertsKernel,
-  moeMaxRows,
-  moePlanKernel,
-} from "../../gpu/kernels/moe.ts";
+import { type MoeDesign, moeMaxRows, type MoePlanBuffers } from "../../gpu/kernels/moe.ts";
+import { moeExpertsKernel } from "../../gpu/kernels/moe_experts.ts";
+import { moePlanKernel } from "../../gpu/kernels/moe_plan.ts";
 import { gpu } from "../../gpu/runtime.ts";
 import { ConfigError, fmtShape, ShapeError } from "../errors.ts";
 import { checkExperts, checkFfnInputs } from "./ffn_checks.ts";
@@ -109,6 +106,18 @@ export interface MoeRouting {
   k: number;
   /** Length of `rows`: the bound N·k + E·(MOE_ROW_TILE − 1), tile-rounded. */
   pmax: number;
+}
+
+/** The buffers of a routing plan's grouping tensors, as the MoE kernels take them. */
+export function routingPlan(
+  r: Pick<MoeRouting, "counts" | "offsets" | "rows" | "pos">,
+): MoePlanBuffers {
+  return {
+    counts: r.counts.buffer,
+    offsets: r.offsets.buffer,
+    rows: r.rows.buffer,
+    pos: r.pos.buffer,
+  };
 }
 
 /** Releases a routing plan's tensors. */
@@ -183,17 +192,11 @@ export function moeRoute(h: Tensor, router: Tensor, k: number): MoeRouting {
   const offsets = empty([E + 1], "u32");
   const rows = empty([pmax], "u32");
   const pos = empty([N * k], "u32");
-  moePlanKernel(
-    gpu(),
-    counts.buffer,
-    offsets.buffer,
-    rows.buffer,
-    pos.buffer,
-    experts.buffer,
-    N * k,
+  moePlanKernel(gpu(), routingPlan({ counts, offsets, rows, pos }), experts.buffer, {
+    nk: N * k,
     E,
     pmax,
-  );
+  });
   return { scores, experts, counts, offsets, rows, pos, N, E, k, pmax };
 }
 
@@ -228,26 +231,17 @@ export function moeFfn(
   const out = empty(h.shape); // (..., C)
   if (N === 0) return out;
   const route = moeRoute(h, w.router, k);
-  moeExpertsKernel(
-    gpu(),
-    opts.design ?? (textureDesignSupported() ? "texture" : "buffer"),
-    out.buffer,
-    h.buffer,
-    {
-      counts: route.counts.buffer,
-      offsets: route.offsets.buffer,
-      rows: route.rows.buffer,
-      pos: route.pos.buffer,
-    },
-    {
-      fcW: w.fcW.buffer,
-      fcB: w.fcB?.buffer ?? null,
-      projW: w.projW.buffer,
-      projB: w.projB?.buffer ?? null,
-    },
-    { N, C, dff, E, k },
+  const weights = {
+    fcW: w.fcW.buffer,
+    fcB: w.fcB?.buffer ?? null,
+    projW: w.projW.buffer,
+    projB: w.projB?.buffer ?? null,
+  };
+  moeExpertsKernel(gpu(), out.buffer, { x: h.buffer, plan: routingPlan(route), w: weights }, {
+    design: opts.design ?? (textureDesignSupported() ? "texture" : "buffer"),
+    sz: { N, C, dff, E, k },
     activation,
-  );
+  });
   releaseRouting(route);
   return out;
 }

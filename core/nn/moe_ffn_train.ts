@@ -1,6 +1,6 @@
 /**
- * The MoE FFN for training (issue 5, SPEC 6's sparse phase): forward and
- * backward compute only each token's top-k experts, recorded on the tape.
+ * The MoE FFN for training (the sparse phase): forward and backward compute
+ * only each token's top-k experts, recorded on the tape.
  *
  * Forward (as `moeFfn`, whose routing plan and grouped kernels it reuses):
  *   scores = h · routerᵀ (N, E);  sel = topk(scores, k) (N, k), ties to the
@@ -9,15 +9,14 @@
  *   out[t] = b2 + Σ_j y_{sel[t,j]}(t)   (weight 1, summed in slot order)
  * with W1[e] = c_fc.weight rows [e·s, (e+1)·s), b1[e] the same c_fc.bias
  * entries, W2[e] = c_proj.weight columns [e·s, (e+1)·s), s = d_ff / E. At
- * k = E this is exactly the dense FFN (SPEC 4). The grouped pre-activations
+ * k = E this is exactly the dense FFN. The grouped pre-activations
  * (GELU only; for ReLU f'(pre) is read from act > 0), activations and
  * expert outputs y are kept in this op's own tensors for the backward (the
  * inference path's scratch textures are reused by the next call), so this
  * path keeps act and y in buffers; the packed weights, which every row tile
  * reads and which are consumed right after their pack, go to scratch
  * textures where the adapter has read-only storage textures (the "hybrid"
- * design: texel loads cost ~0.9 ns against ~3 ns per buffer vec4 on
- * llvmpipe).
+ * design: texel loads are cheaper than buffer vec4 loads on CPU adapters).
  *
  * Backward, grouped by expert like the forward (one dispatch per stage for
  * all experts, each expert's rows in a fixed order: deterministic, no
@@ -33,7 +32,7 @@
  * db1 and dW2 (the kernels write every element; the sum over no rows is 0)
  * and in its router row (dS[t, e] is 0 wherever e is not selected).
  *
- * Router gradient, straight-through (SPEC 6). The forward weighs every
+ * Router gradient, straight-through. The forward weighs every
  * selected expert by 1, which has no gradient with respect to the scores;
  * the backward instead differentiates the "virtual" output
  *   ỹ(t) = Σ_j p_j · y_{e_j}(t),  p = softmax(s),  s_j = scores[t, e_j]
@@ -62,33 +61,42 @@
  * grouped operands of pmax·max(sp, C4·4) floats.
  */
 import { matmulConfig } from "../../gpu/autotune.ts";
+import { activationForward } from "../../gpu/kernels/activation.ts";
 import { matmulKernel, textureDesignSupported } from "../../gpu/kernels/matmul.ts";
 import {
   type Fold,
-  moeCombineKernel,
+  type MoeDesign,
   moeDesign,
-  moeDownKernel,
-  type MoeOperands,
-  moePackWeightsKernel,
+  type MoeFolds,
+  type MoeOperand,
+  type MoePlanBuffers,
   type MoeSizes,
-  moeUpKernel,
+  type MoeStore,
   weightStore,
 } from "../../gpu/kernels/moe.ts";
-import { scratchTexture } from "../../gpu/scratch.ts";
 import {
-  moeActKernel,
   moeDactKernel,
   moeOuterKernel,
-  moePackBwKernel,
   moeRouterGradKernel,
 } from "../../gpu/kernels/moe_backward.ts";
+import { moeCombineKernel } from "../../gpu/kernels/moe_combine.ts";
+import { moeDownKernel, moeUpKernel } from "../../gpu/kernels/moe_grouped.ts";
+import { moePackKernel } from "../../gpu/kernels/moe_pack.ts";
 import { sumRowsKernel } from "../../gpu/kernels/reduce.ts";
-import { gpu } from "../../gpu/runtime.ts";
+import { type Gpu, gpu } from "../../gpu/runtime.ts";
+import { scratchTexture } from "../../gpu/scratch.ts";
 import { ceilDiv } from "../../gpu/util.ts";
 import { isGradEnabled, record } from "../tape.ts";
 import { empty, type Tensor } from "../tensor.ts";
 import { checkExperts, checkFfnInputs } from "./ffn_checks.ts";
-import { type MoeActivation, moeRoute, type MoeWeights, releaseRouting } from "./moe_ffn.ts";
+import {
+  type MoeActivation,
+  moeRoute,
+  type MoeRouting,
+  type MoeWeights,
+  releaseRouting,
+  routingPlan,
+} from "./moe_ffn.ts";
 
 const OP = "moeFfnTrain";
 
@@ -141,194 +149,272 @@ export function moeFfnTrain(
   activation: MoeActivation = "relu",
   opts: MoeFfnTrainOptions = {},
 ): Tensor {
-  const routerInputGrad = opts.routerInputGrad ?? true;
   const bias = [w.fcB, w.projB].filter((b): b is Tensor => b !== null);
   const inputs = [h, w.fcW, w.projW, w.router, ...bias];
   const [N, C, dff] = checkFfnInputs(OP, h, w, activation, [w.router], null);
   checkExperts(OP, w.router, E, k, C, dff);
-  const g = gpu();
   const out = empty(h.shape); // (..., C)
   if (N === 0) return out;
-  const sz: MoeSizes = { N, C, dff, E, k };
-  const sp4 = ceilDiv(dff / E, 4);
-  const C4 = ceilDiv(C, 4);
-
   const route = moeRoute(h, w.router, k);
   if (opts.onCounts) {
     const counts = empty([E], "u32");
-    g.recorder.copy(route.counts.buffer, 0, counts.buffer, 0, E * 4);
+    gpu().recorder.copy(route.counts.buffer, 0, counts.buffer, 0, E * 4);
     opts.onCounts(counts);
   }
+  const saved = moeFfnTrainForward(out, h, w, route, { N, C, dff, E, k }, activation);
+  if (!(isGradEnabled() && inputs.some((t) => t.requiresGrad))) {
+    releaseSaved(saved);
+    return out;
+  }
+  const routerInputGrad = opts.routerInputGrad ?? true;
+  return record(OP, inputs, out, (dOut, needs) => {
+    const grads = moeFfnTrainBackward(dOut, needsOf(needs, w), saved, routerInputGrad);
+    releaseSaved(saved);
+    return gradsInOrder(grads, w);
+  });
+}
+
+// ---- forward ---------------------------------------------------------------------
+
+/** What the forward keeps for the backward. */
+interface MoeTrainSaved {
+  h: Tensor;
+  w: MoeWeights;
+  route: MoeRouting;
+  plan: MoePlanBuffers;
+  sz: MoeSizes;
+  activation: MoeActivation;
+  design: MoeDesign;
+  folds: MoeFolds;
+  /** Grouped activations (pmax, sp). */
+  act: Tensor;
+  /** Grouped pre-activations (pmax, sp): act itself for ReLU. */
+  pre: Tensor;
+  /** Grouped expert outputs (pmax, C4·4). */
+  y: Tensor;
+}
+
+/**
+ * A packed-weight operand for `slot`: a scratch texture where the design
+ * keeps weights in textures, else a pool buffer added to `temps`.
+ */
+function packedWeight(
+  g: Gpu,
+  store: MoeStore,
+  slot: string,
+  f: Fold,
+  temps: GPUBuffer[],
+): MoeOperand {
+  if (store === "texture") return scratchTexture(g, "moe_train", slot, f.width, f.height);
+  const b = g.pool.acquire(f.width * f.height * 16, `moe_train.${slot}`);
+  temps.push(b);
+  return b;
+}
+
+/**
+ * Records out = the sparse FFN of h (see the module doc) and returns what
+ * the backward needs: the grouped pre-activations, activations and expert
+ * outputs, in this op's own tensors.
+ */
+function moeFfnTrainForward(
+  out: Tensor,
+  h: Tensor,
+  w: MoeWeights,
+  route: MoeRouting,
+  sz: MoeSizes,
+  activation: MoeActivation,
+): MoeTrainSaved {
+  const g = gpu();
   const pmax = route.pmax;
-  const plan = {
-    counts: route.counts.buffer,
-    offsets: route.offsets.buffer,
-    rows: route.rows.buffer,
-    pos: route.pos.buffer,
-  };
+  const plan = routingPlan(route);
+  const sp4 = ceilDiv(sz.dff / sz.E, 4);
   // Packed weights in textures where the adapter has them ("hybrid"); act, pre
   // and y in this op's own buffers, kept for the backward.
   const { design, folds } = moeDesign(g, sz, textureDesignSupported() ? "hybrid" : "buffer");
-  const weights = weightStore(design);
-  const packed: GPUBuffer[] = [];
-  const weight = (slot: string, f: Fold): GPUBuffer | GPUTextureView => {
-    if (weights === "texture") return scratchTexture(g, "moe_train", slot, f.width, f.height);
-    const b = g.pool.acquire(f.width * f.height * 16, `moe_train.${slot}`);
-    packed.push(b);
-    return b;
-  };
-  const dummy = g.pool.acquire(16, "moe_train.nobias");
-  const w1 = weight("w1", folds.w1);
-  const w2 = weight("w2", folds.w2);
+  const temps: GPUBuffer[] = [];
+  const w1 = packedWeight(g, weightStore(design), "w1", folds.w1, temps);
+  const w2 = packedWeight(g, weightStore(design), "w2", folds.w2, temps);
   const act = empty([pmax, sp4 * 4]); // grouped (pmax, sp)
   const pre = activation === "relu" ? act : empty([pmax, sp4 * 4]);
-  const y = empty([pmax, C4 * 4]); // grouped (pmax, C4·4)
-  const ops: MoeOperands = { w1, w2, act: pre.buffer, y: y.buffer, folds };
-  moePackWeightsKernel(g, design, w1, w.fcW.buffer, "fc", sz, folds.w1);
-  moePackWeightsKernel(g, design, w2, w.projW.buffer, "proj", sz, folds.w2);
+  const y = empty([pmax, ceilDiv(sz.C, 4) * 4]); // grouped (pmax, C4·4)
+  const grouped = { design, sz, pmax, folds };
+  moePackKernel(g, w1, w.fcW.buffer, { source: "fc", layout: "up", sz });
+  moePackKernel(g, w2, w.projW.buffer, { source: "proj", layout: "down", sz });
+  const upInputs = { x: h.buffer, w: w1, bias: w.fcB?.buffer ?? null, plan };
   if (activation === "relu") {
-    moeUpKernel(g, design, ops, h.buffer, w.fcB?.buffer ?? null, plan, dummy, sz, pmax, "relu");
+    moeUpKernel(g, act.buffer, upInputs, { ...grouped, activation: "relu" });
   } else {
-    moeUpKernel(
-      g,
-      design,
-      ops,
-      h.buffer,
-      w.fcB?.buffer ?? null,
-      plan,
-      dummy,
-      sz,
-      pmax,
-      "identity",
-    );
-    moeActKernel(g, act.buffer, pre.buffer, pmax * sp4, activation);
+    moeUpKernel(g, pre.buffer, upInputs, { ...grouped, activation: "identity" });
+    activationForward(g, activation, act.buffer, pre.buffer, pmax * sp4 * 4);
   }
-  moeDownKernel(g, design, { ...ops, act: act.buffer }, plan.offsets, sz, pmax);
-  moeCombineKernel(
-    g,
+  moeDownKernel(g, y.buffer, { act: act.buffer, w: w2, offsets: plan.offsets }, grouped);
+  const projB = w.projB?.buffer ?? null;
+  moeCombineKernel(g, out.buffer, { y: y.buffer, pos: plan.pos, bias: projB }, {
     design,
-    out.buffer,
-    y.buffer,
-    plan.pos,
-    w.projB?.buffer ?? null,
-    dummy,
     sz,
-    folds.y,
-  );
-  for (const b of packed) g.pool.release(b);
-  g.pool.release(dummy);
-
-  const saved = [act, pre, y];
-  const releaseSaved = () => {
-    for (const t of saved) t.release();
-    releaseRouting(route);
-  };
-  if (!(isGradEnabled() && inputs.some((t) => t.requiresGrad))) {
-    releaseSaved();
-    return out;
-  }
-
-  return record(OP, inputs, out, (dOut, needs) => {
-    const [nh, nFcW, nProjW, nRouter] = needs;
-    const nFcB = w.fcB !== null && needs[4];
-    const nProjB = w.projB !== null && needs[w.fcB ? 5 : 4];
-    const grads: (Tensor | null)[] = inputs.map(() => null);
-    const temps: GPUBuffer[] = [];
-    const temp = (bytes: number, label: string) => {
-      const b = g.pool.acquire(bytes, label);
-      temps.push(b);
-      return b;
-    };
-    const bw = { rows: plan.rows, counts: plan.counts, offsets: plan.offsets };
-
-    let dh: Tensor | null = null;
-    if (nh || nFcW || nFcB) {
-      // dPre (pmax, sp) = (dOut[token] · W2[e]) ⊙ f'(pre)
-      const w2up = weights === "texture"
-        ? scratchTexture(g, "moe_train", "w2up", folds.w1.width, folds.w1.height)
-        : temp(folds.w1.width * folds.w1.height * 16, "moe_train.w2up");
-      const dPre = temp(pmax * sp4 * 16, "moe_train.dpre");
-      const dummy = temp(16, "moe_train.nobias");
-      moePackBwKernel(g, w2up, w.projW.buffer, "projUp", sz);
-      const dOps: MoeOperands = { ...ops, w1: w2up, act: dPre };
-      moeUpKernel(g, design, dOps, dOut.buffer, null, plan, dummy, sz, pmax, "identity");
-      moeDactKernel(g, dPre, pre.buffer, pmax * sp4, activation);
-      if (nFcW || nFcB) {
-        const dW1 = empty(w.fcW.shape); // (d_ff, C)
-        const db1 = nFcB ? empty([dff]) : null;
-        moeOuterKernel(g, dW1.buffer, db1?.buffer ?? null, dPre, h.buffer, bw, sz, {
-          eS: (dff / E) * C,
-          iS: C,
-          jS: 1,
-        });
-        if (nFcW) grads[1] = dW1;
-        else dW1.release();
-        if (db1) grads[4] = db1;
-      }
-      if (nh) {
-        // dh (N, C) = Σ_j (dPre · W1[e_j]) rows, slot order
-        const w1down = weights === "texture"
-          ? scratchTexture(g, "moe_train", "w1down", folds.w2.width, folds.w2.height)
-          : temp(folds.w2.width * folds.w2.height * 16, "moe_train.w1down");
-        const dXr = temp(pmax * C4 * 16, "moe_train.dxr");
-        moePackBwKernel(g, w1down, w.fcW.buffer, "fcDown", sz);
-        moeDownKernel(
-          g,
-          design,
-          { ...ops, act: dPre, w2: w1down, y: dXr },
-          plan.offsets,
-          sz,
-          pmax,
-        );
-        dh = empty(h.shape);
-        moeCombineKernel(g, design, dh.buffer, dXr, plan.pos, null, dummy, sz, folds.y);
-      }
-    }
-    if ((nh && routerInputGrad) || nRouter) {
-      const dS = temp(N * E * 4, "moe_train.ds"); // (N, E)
-      moeRouterGradKernel(
-        g,
-        dS,
-        dOut.buffer,
-        y.buffer,
-        plan.pos,
-        route.experts.buffer,
-        route.scores.buffer,
-        sz,
-        C4 * 4,
-      );
-      const config = matmulConfig(g, N * E * C);
-      if (nh && routerInputGrad) {
-        matmulKernel(g, dh!.buffer, dS, w.router.buffer, null, {
-          m: N,
-          k: E,
-          n: C,
-          accumulate: true,
-        }, config);
-      }
-      if (nRouter) {
-        const dR = empty(w.router.shape); // (E, C) = dSᵀ · h
-        matmulKernel(g, dR.buffer, dS, h.buffer, null, { m: E, k: N, n: C, transA: true }, config);
-        grads[3] = dR;
-      }
-    }
-    grads[0] = dh;
-    if (nProjW) {
-      const dW2 = empty(w.projW.shape); // (C, d_ff)
-      moeOuterKernel(g, dW2.buffer, null, act.buffer, dOut.buffer, bw, sz, {
-        eS: dff / E,
-        iS: 1,
-        jS: dff,
-      });
-      grads[2] = dW2;
-    }
-    if (nProjB) {
-      const db2 = empty([C]);
-      sumRowsKernel(g, db2.buffer, dOut.buffer, N, C);
-      grads[w.fcB ? 5 : 4] = db2;
-    }
-    for (const b of temps) g.pool.release(b);
-    releaseSaved();
-    return grads;
+    fold: folds.y,
   });
+  for (const b of temps) g.pool.release(b);
+  return { h, w, route, plan, sz, activation, design, folds, act, pre, y };
+}
+
+function releaseSaved(s: MoeTrainSaved): void {
+  for (const t of new Set([s.act, s.pre, s.y])) t.release();
+  releaseRouting(s.route);
+}
+
+// ---- backward --------------------------------------------------------------------
+
+/** Which gradients the tape asks for. */
+interface MoeTrainNeeds {
+  h: boolean;
+  fcW: boolean;
+  fcB: boolean;
+  projW: boolean;
+  projB: boolean;
+  router: boolean;
+}
+
+/** The gradients, named. */
+type MoeTrainGrads = { [K in keyof MoeTrainNeeds]: Tensor | null };
+
+// The tape's inputs are h, fcW, projW, router, then the biases present.
+function needsOf(needs: boolean[], w: MoeWeights): MoeTrainNeeds {
+  return {
+    h: needs[0],
+    fcW: needs[1],
+    projW: needs[2],
+    router: needs[3],
+    fcB: w.fcB !== null && needs[4],
+    projB: w.projB !== null && needs[w.fcB ? 5 : 4],
+  };
+}
+
+function gradsInOrder(d: MoeTrainGrads, w: MoeWeights): (Tensor | null)[] {
+  const bias = [w.fcB ? [d.fcB] : [], w.projB ? [d.projB] : []].flat();
+  return [d.h, d.fcW, d.projW, d.router, ...bias];
+}
+
+/**
+ * The backward of `moeFfnTrainForward`, grouped by expert like the forward
+ * (see the module doc): returns the gradients `needs` asks for.
+ */
+function moeFfnTrainBackward(
+  dOut: Tensor,
+  needs: MoeTrainNeeds,
+  s: MoeTrainSaved,
+  routerInputGrad: boolean,
+): MoeTrainGrads {
+  const g = gpu();
+  const { sz, plan } = s;
+  const d: MoeTrainGrads = {
+    h: null,
+    fcW: null,
+    fcB: null,
+    projW: null,
+    projB: null,
+    router: null,
+  };
+  const temps: GPUBuffer[] = [];
+  if (needs.h || needs.fcW || needs.fcB) expertInputGrads(g, d, dOut, needs, s, temps);
+  if ((needs.h && routerInputGrad) || needs.router) {
+    routerGrads(g, d, dOut, { h: needs.h && routerInputGrad, router: needs.router }, s, temps);
+  }
+  if (needs.projW) {
+    d.projW = empty(s.w.projW.shape); // (C, d_ff)
+    moeOuterKernel(g, { dW: d.projW.buffer, dBias: null }, {
+      L: s.act.buffer,
+      R: dOut.buffer,
+      plan,
+    }, { sz, strides: { eS: sz.dff / sz.E, iS: 1, jS: sz.dff } });
+  }
+  if (needs.projB) {
+    d.projB = empty([sz.C]);
+    sumRowsKernel(g, d.projB.buffer, dOut.buffer, sz.N, sz.C);
+  }
+  for (const b of temps) g.pool.release(b);
+  return d;
+}
+
+/**
+ * dPre (pmax, sp) = (dOut[token] · W2[e]) ⊙ f'(pre); from it dW1, db1
+ * (outer products with h) and dh (N, C) = Σ_j (dPre · W1[e_j]) rows, slot order.
+ */
+function expertInputGrads(
+  g: Gpu,
+  d: MoeTrainGrads,
+  dOut: Tensor,
+  needs: MoeTrainNeeds,
+  s: MoeTrainSaved,
+  temps: GPUBuffer[],
+): void {
+  const { sz, plan, design, folds, route } = s;
+  const sp4 = ceilDiv(sz.dff / sz.E, 4);
+  const grouped = { design, sz, pmax: route.pmax, folds };
+  const w2up = packedWeight(g, weightStore(design), "w2up", folds.w1, temps);
+  const dPre = g.pool.acquire(route.pmax * sp4 * 16, "moe_train.dpre");
+  temps.push(dPre);
+  moePackKernel(g, w2up, s.w.projW.buffer, { source: "proj", layout: "up", sz });
+  const dOutRows = { x: dOut.buffer, w: w2up, bias: null, plan };
+  moeUpKernel(g, dPre, dOutRows, { ...grouped, activation: "identity" });
+  moeDactKernel(g, dPre, s.pre.buffer, route.pmax * sp4, s.activation);
+  if (needs.fcW || needs.fcB) {
+    const dW1 = empty(s.w.fcW.shape); // (d_ff, C)
+    const db1 = needs.fcB ? empty([sz.dff]) : null;
+    moeOuterKernel(g, { dW: dW1.buffer, dBias: db1?.buffer ?? null }, {
+      L: dPre,
+      R: s.h.buffer,
+      plan,
+    }, { sz, strides: { eS: (sz.dff / sz.E) * sz.C, iS: sz.C, jS: 1 } });
+    if (needs.fcW) d.fcW = dW1;
+    else dW1.release();
+    d.fcB = db1;
+  }
+  if (!needs.h) return;
+  const w1down = packedWeight(g, weightStore(design), "w1down", folds.w2, temps);
+  const dXr = g.pool.acquire(route.pmax * ceilDiv(sz.C, 4) * 16, "moe_train.dxr");
+  temps.push(dXr);
+  moePackKernel(g, w1down, s.w.fcW.buffer, { source: "fc", layout: "down", sz });
+  moeDownKernel(g, dXr, { act: dPre, w: w1down, offsets: plan.offsets }, grouped);
+  d.h = empty(s.h.shape);
+  moeCombineKernel(g, d.h.buffer, { y: dXr, pos: plan.pos, bias: null }, {
+    design,
+    sz,
+    fold: folds.y,
+  });
+}
+
+/**
+ * The straight-through router gradient dS (N, E) (see the module doc), then
+ * dh += dS · router and dRouter (E, C) = dSᵀ · h.
+ */
+function routerGrads(
+  g: Gpu,
+  d: MoeTrainGrads,
+  dOut: Tensor,
+  needs: { h: boolean; router: boolean },
+  s: MoeTrainSaved,
+  temps: GPUBuffer[],
+): void {
+  const { N, E, C } = s.sz;
+  const dS = g.pool.acquire(N * E * 4, "moe_train.ds"); // (N, E)
+  temps.push(dS);
+  moeRouterGradKernel(g, dS, {
+    dOut: dOut.buffer,
+    y: s.y.buffer,
+    pos: s.plan.pos,
+    sel: s.route.experts.buffer,
+    scores: s.route.scores.buffer,
+  }, { sz: s.sz, yStride: ceilDiv(C, 4) * 4 });
+  const config = matmulConfig(g, N * E * C);
+  const router = s.w.router;
+  if (needs.h) {
+    const shape = { m: N, k: E, n: C, accumulate: true };
+    matmulKernel(g, d.h!.buffer, dS, router.buffer, null, shape, config);
+  }
+  if (needs.router) {
+    d.router = empty(router.shape); // (E, C) = dSᵀ · h
+    const shape = { m: E, k: N, n: C, transA: true };
+    matmulKernel(g, d.router.buffer, dS, s.h.buffer, null, shape, config);
+  }
 }

@@ -31,11 +31,15 @@ function checkIndices(op: string, what: string, idx: Tensor): void {
 function gatherRows(op: string, src: Tensor, idx: Tensor): Tensor {
   const [R, D] = src.shape;
   const out = empty([...idx.shape, D]); // (..., D)
-  gatherKernel(gpu(), out.buffer, src.buffer, idx.buffer, idx.size, R, D);
+  gatherKernel(gpu(), out.buffer, { src: src.buffer, idx: idx.buffer }, { N: idx.size, R, D });
   return record(op, [src, idx], out, (dOut, needs) => {
     if (!needs[0]) return [null, null];
     const dSrc = empty([R, D]); // (R, D)
-    scatterAddKernel(gpu(), dSrc.buffer, dOut.buffer, idx.buffer, idx.size, R, D);
+    scatterAddKernel(gpu(), dSrc.buffer, { src: dOut.buffer, idx: idx.buffer }, {
+      N: idx.size,
+      R,
+      D,
+    });
     return [dSrc, null];
   });
 }
@@ -90,11 +94,11 @@ export function scatterAdd(src: Tensor, idx: Tensor, rows: number): Tensor {
     );
   }
   const out = empty([rows, D]); // (R, D)
-  scatterAddKernel(gpu(), out.buffer, src.buffer, idx.buffer, N, rows, D);
+  scatterAddKernel(gpu(), out.buffer, { src: src.buffer, idx: idx.buffer }, { N, R: rows, D });
   return record("scatterAdd", [src, idx], out, (dOut, needs) => {
     if (!needs[0]) return [null, null];
     const dSrc = empty([N, D]); // (N, D)
-    gatherKernel(gpu(), dSrc.buffer, dOut.buffer, idx.buffer, N, rows, D);
+    gatherKernel(gpu(), dSrc.buffer, { src: dOut.buffer, idx: idx.buffer }, { N, R: rows, D });
     return [dSrc, null];
   });
 }

@@ -21,10 +21,10 @@ export function softmax(x: Tensor): Tensor {
   const c = x.shape[x.shape.length - 1];
   const rows = c === 0 ? 0 : x.size / c;
   const y = empty(x.shape);
-  softmaxForward(gpu(), y.buffer, x.buffer, rows, c);
+  softmaxForward(gpu(), y.buffer, x.buffer, { rows, c });
   return record("softmax", [x], y, (dOut) => {
     const dX = empty(x.shape);
-    softmaxBackward(gpu(), dX.buffer, y.buffer, dOut.buffer, rows, c);
+    softmaxBackward(gpu(), dX.buffer, y.buffer, dOut.buffer, { rows, c });
     return [dX];
   });
 }

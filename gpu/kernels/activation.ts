@@ -14,8 +14,10 @@
  * is a multiple of 4, else one per element; 256 threads per workgroup; 2-D
  * grid past 65535 groups.
  */
+import { defineLaneKernels, type Kernel } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
-import { ceilDiv, grid1d, Params } from "../util.ts";
+import { Params } from "../util.ts";
+import { bindings, flatEntry, type Lane } from "../wgsl.ts";
 
 /** Activation codes of the `ACT` override constant. */
 export const Activation = { relu: 0, gelu: 1 } as const;
@@ -25,84 +27,87 @@ export type ActivationName = keyof typeof Activation;
 /** Threads per workgroup of the activation kernels. */
 export const ACTIVATION_WG = 256;
 
-// The scalar and vec4 variants share one body written over `alias T`: WGSL's
-// arithmetic, max, select, clamp and tanh all accept both f32 and vec4f.
-// tanh's argument is clamped because some backends compute it from exp(2u),
-// which overflows to inf/inf = NaN past |u| ~ 44; tanh(10) already rounds to
-// 1 in f32, so the clamp changes no result.
-function activationCommon(t: string): string {
+/**
+ * WGSL of `act(v)` and `dact(v)` (the derivative) over `lane` values,
+ * chosen by the `ACT` override; other kernels (the MoE FFN's) include it.
+ * WGSL's arithmetic, max, select, clamp and tanh all accept both f32 and
+ * vec4f, so both variants share one body. tanh's argument is clamped because
+ * some backends compute it from exp(2u), which overflows to inf/inf = NaN
+ * past |u| ~ 44; tanh(10) already rounds to 1 in f32, so the clamp changes
+ * no result.
+ */
+export function activationFns(lane: Lane): string {
   return /* wgsl */ `
 override ACT: u32 = 0u;
-alias T = ${t};
-struct P { n: u32, nx: u32 }
 const K0 = 0.7978845608028654;
 const K1 = 0.044715;
 
-fn tanhu(v: T) -> T {
-  return tanh(clamp(K0 * v * (1.0 + K1 * v * v), T(-10.0), T(10.0)));
+fn tanhu(v: ${lane}) -> ${lane} {
+  return tanh(clamp(K0 * v * (1.0 + K1 * v * v), ${lane}(-10.0), ${lane}(10.0)));
 }
 
-fn act(v: T) -> T {
-  if (ACT == 0u) { return max(v, T(0.0)); }
+fn act(v: ${lane}) -> ${lane} {
+  if (ACT == 0u) { return max(v, ${lane}(0.0)); }
   return 0.5 * v * (1.0 + tanhu(v));
 }
 
-fn dact(v: T) -> T {
-  if (ACT == 0u) { return select(T(0.0), T(1.0), v > T(0.0)); }
+fn dact(v: ${lane}) -> ${lane} {
+  if (ACT == 0u) { return select(${lane}(0.0), ${lane}(1.0), v > ${lane}(0.0)); }
   let t = tanhu(v);
   return 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * K0 * (1.0 + 3.0 * K1 * v * v);
 }
 `;
 }
 
-function forwardSource(t: string): string {
-  return activationCommon(t) + /* wgsl */ `
-@group(0) @binding(0) var<storage, read> x: array<T>;
-@group(0) @binding(1) var<storage, read_write> y: array<T>;
-@group(1) @binding(0) var<uniform> p: P;
+function forwardSource(t: Lane): string {
+  return activationFns(t) + /* wgsl */ `
+${bindings`
+  params n: u32
+  read   x: array<${t}>
+  write  y: array<${t}>
+`}
 
-@compute @workgroup_size(${ACTIVATION_WG})
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let i = gid.y * p.nx * ${ACTIVATION_WG}u + gid.x;
-  if (i < p.n) { y[i] = act(x[i]); }
+${flatEntry(ACTIVATION_WG)}
+  y[i] = act(x[i]);
 }
 `;
 }
 
-function backwardSource(t: string): string {
-  return activationCommon(t) + /* wgsl */ `
-@group(0) @binding(0) var<storage, read> x: array<T>;
-@group(0) @binding(1) var<storage, read> dy: array<T>;
-@group(0) @binding(2) var<storage, read_write> dx: array<T>;
-@group(1) @binding(0) var<uniform> p: P;
+function backwardSource(t: Lane): string {
+  return activationFns(t) + /* wgsl */ `
+${bindings`
+  params n: u32
+  read   x: array<${t}>, dy: array<${t}>
+  write  dx: array<${t}>
+`}
 
-@compute @workgroup_size(${ACTIVATION_WG})
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let i = gid.y * p.nx * ${ACTIVATION_WG}u + gid.x;
-  if (i < p.n) { dx[i] = dy[i] * dact(x[i]); }
+${flatEntry(ACTIVATION_WG)}
+  dx[i] = dy[i] * dact(x[i]);
 }
 `;
 }
 
-/** WGSL of the forward, one element per thread. */
-export const ACTIVATION_FORWARD_WGSL = forwardSource("f32");
-/** WGSL of the forward, four elements per thread (n counted in vec4s). */
-export const ACTIVATION_FORWARD4_WGSL = forwardSource("vec4f");
-/** WGSL of the backward, one element per thread. */
-export const ACTIVATION_BACKWARD_WGSL = backwardSource("f32");
-/** WGSL of the backward, four elements per thread (n counted in vec4s). */
-export const ACTIVATION_BACKWARD4_WGSL = backwardSource("vec4f");
+// One element or one vec4 per thread (n counted in lanes).
+const FORWARD = defineLaneKernels("activation.forward", forwardSource);
+const BACKWARD = defineLaneKernels("activation.backward", backwardSource);
 
-const FORWARD = { name: "activation.forward", code: ACTIVATION_FORWARD_WGSL };
-const FORWARD4 = { name: "activation.forward4", code: ACTIVATION_FORWARD4_WGSL };
-const BACKWARD = { name: "activation.backward", code: ACTIVATION_BACKWARD_WGSL };
-const BACKWARD4 = { name: "activation.backward4", code: ACTIVATION_BACKWARD4_WGSL };
-
-function launch(n: number): { lanes: number; vec: boolean; nx: number; ny: number } {
+// One thread per element, or per vec4 when n is a multiple of 4.
+function dispatchLanes(
+  g: Gpu,
+  kernel: (vec4: boolean) => Kernel,
+  act: ActivationName,
+  buffers: GPUBuffer[],
+  n: number,
+): void {
+  if (n === 0) return;
   const vec = n % 4 === 0;
   const lanes = vec ? n / 4 : n;
-  const [nx, ny] = grid1d(ceilDiv(lanes, ACTIVATION_WG));
-  return { lanes, vec, nx, ny };
+  g.recorder.dispatchFlat(lanes, ACTIVATION_WG, {
+    kernel: kernel(vec),
+    constants: { ACT: Activation[act] },
+    buffers,
+    params: new Params().u32(lanes),
+  });
 }
 
 /** y[i] = act(x[i]) for i < n. */
@@ -113,15 +118,7 @@ export function activationForward(
   x: GPUBuffer,
   n: number,
 ): void {
-  if (n === 0) return;
-  const { lanes, vec, nx, ny } = launch(n);
-  g.recorder.dispatch({
-    kernel: vec ? FORWARD4 : FORWARD,
-    constants: { ACT: Activation[act] },
-    buffers: [x, y],
-    params: new Params().u32(lanes).u32(nx),
-    workgroups: [nx, ny],
-  });
+  dispatchLanes(g, FORWARD, act, [x, y], n);
 }
 
 /** dx[i] = dy[i] * act'(x[i]) for i < n. */
@@ -133,13 +130,5 @@ export function activationBackward(
   dy: GPUBuffer,
   n: number,
 ): void {
-  if (n === 0) return;
-  const { lanes, vec, nx, ny } = launch(n);
-  g.recorder.dispatch({
-    kernel: vec ? BACKWARD4 : BACKWARD,
-    constants: { ACT: Activation[act] },
-    buffers: [x, dy, dx],
-    params: new Params().u32(lanes).u32(nx),
-    workgroups: [nx, ny],
-  });
+  dispatchLanes(g, BACKWARD, act, [x, dy, dx], n);
 }

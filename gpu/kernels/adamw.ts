@@ -23,8 +23,10 @@
  * 256 threads per workgroup; 2-D grid past 65535 groups (`grid1d`).
  * p, m and v are updated in place: the parameter's storage is the model's.
  */
+import { defineKernel, defineLaneKernels } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
-import { ceilDiv, grid1d, Params } from "../util.ts";
+import { Params } from "../util.ts";
+import { bindings, flatEntry } from "../wgsl.ts";
 
 /**
  * WGSL of the update for `t` lanes. `masked` adds the expert mask of sparse
@@ -34,23 +36,16 @@ import { ceilDiv, grid1d, Params } from "../util.ts";
  */
 function adamwWgsl(t: "f32" | "vec4f", masked = false): string {
   return /* wgsl */ `
-struct P {
-  n: u32, nx: u32, decay: f32, stepSize: f32,
-  bc2Sqrt: f32, eps: f32, b1: f32, c1: f32,
-  b2: f32, c2: f32, modulo: u32, divisor: u32,
-}
-@group(0) @binding(0) var<storage, read> grad: array<${t}>;
-@group(0) @binding(1) var<storage, read> gscale: array<f32>;
-@group(0) @binding(2) var<storage, read_write> param: array<${t}>;
-@group(0) @binding(3) var<storage, read_write> m1: array<${t}>;
-@group(0) @binding(4) var<storage, read_write> m2: array<${t}>;
-${masked ? "@group(0) @binding(5) var<storage, read> counts: array<u32>;" : ""}
-@group(1) @binding(0) var<uniform> p: P;
+${bindings`
+  params n: u32, decay: f32, stepSize: f32
+  params bc2Sqrt: f32, eps: f32, b1: f32, c1: f32
+  params b2: f32, c2: f32, modulo: u32, divisor: u32
+  read   grad: array<${t}>, gscale: array<f32>
+  ${masked ? "read   counts: array<u32>" : ""}
+  write  param: array<${t}>, m1: array<${t}>, m2: array<${t}>
+`}
 
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let i = gid.y * p.nx * 256u + gid.x;
-  if (i >= p.n) { return; }
+${flatEntry(256)}
   ${masked ? "if (counts[(i % p.modulo) / p.divisor] == 0u) { return; }" : ""}
   let g = grad[i] * gscale[0];
   let m = p.b1 * m1[i] + p.c1 * g;
@@ -66,14 +61,9 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 /** WGSL of AdamW with the expert mask of sparse MoE steps (see `adamwWgsl`). */
 export const ADAMW_MASKED_WGSL = adamwWgsl("f32", true);
 
-/** WGSL of the scalar AdamW kernel. */
-export const ADAMW_WGSL = adamwWgsl("f32");
-/** WGSL of the vec4 AdamW kernel (n counted in vec4s). */
-export const ADAMW4_WGSL = adamwWgsl("vec4f");
-
-const ADAMW = { name: "optim.adamw", code: ADAMW_WGSL };
-const ADAMW4 = { name: "optim.adamw4", code: ADAMW4_WGSL };
-const ADAMW_MASKED = { name: "optim.adamw_masked", code: ADAMW_MASKED_WGSL };
+// Scalar or vec4 lanes (n counted in lanes).
+const ADAMW = defineLaneKernels("optim.adamw", (lane) => adamwWgsl(lane));
+const ADAMW_MASKED = defineKernel("optim.adamw_masked", () => ADAMW_MASKED_WGSL);
 
 /** Which expert each element of a parameter belongs to: e = (i % modulo) / divisor. */
 export interface ExpertMask {
@@ -124,14 +114,12 @@ export function adamwKernel(
   // The mask reads one expert count per element: scalar lanes.
   const vec = n % 4 === 0 && !mask;
   const lanes = vec ? n / 4 : n;
-  const [nx, ny] = grid1d(ceilDiv(lanes, 256));
-  g.recorder.dispatch({
-    kernel: mask ? ADAMW_MASKED : vec ? ADAMW4 : ADAMW,
-    buffers: mask ? [grad, gscale, param, m, v, mask.counts] : [grad, gscale, param, m, v],
+  g.recorder.dispatchFlat(lanes, 256, {
+    kernel: mask ? ADAMW_MASKED : ADAMW(vec),
+    buffers: mask ? [grad, gscale, mask.counts, param, m, v] : [grad, gscale, param, m, v],
     params: new Params()
-      .u32(lanes).u32(nx).f32(1 - a.lr * a.weightDecay).f32(a.lr / bc1)
+      .u32(lanes).f32(1 - a.lr * a.weightDecay).f32(a.lr / bc1)
       .f32(Math.sqrt(bc2)).f32(a.eps).f32(a.beta1).f32(1 - a.beta1)
       .f32(a.beta2).f32(1 - a.beta2).u32(mask?.modulo ?? 1).u32(mask?.divisor ?? 1),
-    workgroups: [nx, ny],
   });
 }

@@ -45,14 +45,16 @@
  *
  * Tiles whose rows or columns run past M or N load clamped (valid)
  * addresses and store only in range. Threads are numbered
- * i = gid.y · nx · 64 + gid.x (2-D grid past 65535 groups, see grid1d).
+ * i = gid.y · nx · 64 + gid.x, nx = num_workgroups.x (2-D grid past 65535 groups, see grid1d).
  * Binding order: read-only inputs, then the output; params in group 1.
  * Work: O(B·H·T²·hs) per product; memory: P and dS are B·H·T² floats each,
  * which bounds T (checked against the binding size limit).
  */
 import { GpuError } from "../errors.ts";
+import { defineKernel } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
-import { ceilDiv, grid1d, Params } from "../util.ts";
+import { ceilDiv, Params } from "../util.ts";
+import { bindings, flatEntry } from "../wgsl.ts";
 
 const WG = 64;
 /** Rows and columns of the output tile of one attention.bmm thread. */
@@ -83,7 +85,7 @@ export const ATTENTION_BMM_WGSL = /* wgsl */ `
 override MODE: u32 = 0u;
 struct P {
   M: u32, N: u32, K: u32, H: u32,
-  mTiles: u32, nTiles: u32, threads: u32, nx: u32,
+  mTiles: u32, nTiles: u32, threads: u32,
   aOff: u32, aB: u32, aH: u32, aM: u32, aK: u32,
   bOff: u32, bB: u32, bH: u32, bK: u32, bN: u32,
   cOff: u32, cB: u32, cH: u32, cM: u32, cN: u32,
@@ -94,10 +96,7 @@ struct P {
 @group(0) @binding(2) var<storage, read_write> c: array<f32>;
 @group(1) @binding(0) var<uniform> p: P;
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let i = gid.y * p.nx * ${WG}u + gid.x;
-  if (i >= p.threads) { return; }
+${flatEntry(WG, { bound: "p.threads" })}
   let nt = i % p.nTiles;
   let rest = i / p.nTiles;
   let m0 = (rest % p.mTiles) * ${TILE}u;
@@ -133,19 +132,18 @@ ${
 `;
 
 const ROW_PARAMS = /* wgsl */ `
-struct P { rows: u32, T: u32, nx: u32 }
+struct P { rows: u32, T: u32 }
 @group(1) @binding(0) var<uniform> p: P;
 `;
 
 /** WGSL of attention.softmax: the causal row softmax, in place over the scores. */
 export const ATTENTION_SOFTMAX_WGSL = /* wgsl */ `
 ${ROW_PARAMS}
-@group(0) @binding(0) var<storage, read_write> s: array<f32>;
+${bindings`
+  write  s: array<f32>
+`}
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let r = gid.y * p.nx * ${WG}u + gid.x;
-  if (r >= p.rows) { return; }
+${flatEntry(WG, { id: "r", bound: "p.rows" })}
   let t = r % p.T;
   let o = r * p.T;
   var m = s[o];
@@ -165,13 +163,12 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 /** WGSL of attention.dscore: dS = P ⊙ (dP − rowsum(dP ⊙ P)), in place over dP. */
 export const ATTENTION_DSCORE_WGSL = /* wgsl */ `
 ${ROW_PARAMS}
-@group(0) @binding(0) var<storage, read> probs: array<f32>;
-@group(0) @binding(1) var<storage, read_write> ds: array<f32>;
+${bindings`
+  read   probs: array<f32>
+  write  ds: array<f32>
+`}
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let r = gid.y * p.nx * ${WG}u + gid.x;
-  if (r >= p.rows) { return; }
+${flatEntry(WG, { id: "r", bound: "p.rows" })}
   let t = r % p.T;
   let o = r * p.T;
   var rowDot = 0.0;
@@ -181,9 +178,9 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 }
 `;
 
-const BMM = { name: "attention.bmm", code: ATTENTION_BMM_WGSL };
-const SOFTMAX = { name: "attention.softmax", code: ATTENTION_SOFTMAX_WGSL };
-const DSCORE = { name: "attention.dscore", code: ATTENTION_DSCORE_WGSL };
+const BMM = defineKernel("attention.bmm", () => ATTENTION_BMM_WGSL);
+const SOFTMAX = defineKernel("attention.softmax", () => ATTENTION_SOFTMAX_WGSL);
+const DSCORE = defineKernel("attention.dscore", () => ATTENTION_DSCORE_WGSL);
 
 /** Where an operand of attention.bmm lives: offset, then strides per b, h, row, column. */
 interface Operand {
@@ -211,49 +208,47 @@ function checkLimits(g: Gpu, d: AttentionDims): void {
   }
 }
 
+/** One attention.bmm: (M, K)·(K, N) per (b, h), scaled by alpha; MODE as the header. */
+interface BmmShape {
+  d: AttentionDims;
+  mode: 0 | 1 | 2;
+  M: number;
+  N: number;
+  K: number;
+  alpha: number;
+}
+
 /** c = alpha · a · b per (b, h): a is (M, K), b is (K, N), c is (M, N). */
-function bmm(
-  g: Gpu,
-  d: AttentionDims,
-  mode: 0 | 1 | 2,
-  c: Operand,
-  a: Operand,
-  b: Operand,
-  M: number,
-  N: number,
-  K: number,
-  alpha: number,
-): void {
+function bmm(g: Gpu, c: Operand, [a, b]: [Operand, Operand], s: BmmShape): void {
+  const { d, M, N, K } = s;
   const mTiles = ceilDiv(M, TILE);
   const nTiles = ceilDiv(N, TILE);
   const threads = d.B * d.H * mTiles * nTiles;
-  const [nx, ny] = grid1d(ceilDiv(threads, WG));
   const params = new Params().u32(M).u32(N).u32(K).u32(d.H)
-    .u32(mTiles).u32(nTiles).u32(threads).u32(nx);
+    .u32(mTiles).u32(nTiles).u32(threads);
   for (const o of [a, b, c]) params.u32(o.off).u32(o.sB).u32(o.sH).u32(o.sRow).u32(o.sCol);
-  params.f32(alpha);
-  g.recorder.dispatch({
+  params.f32(s.alpha);
+  g.recorder.dispatchFlat(threads, WG, {
     kernel: BMM,
-    constants: { MODE: mode },
+    constants: { MODE: s.mode },
     buffers: [a.buf, b.buf, c.buf],
     params,
-    workgroups: [nx, ny],
   });
 }
 
 function rows(g: Gpu, kernel: typeof SOFTMAX, buffers: GPUBuffer[], d: AttentionDims): void {
   const n = d.B * d.H * d.T;
-  const [nx, ny] = grid1d(ceilDiv(n, WG));
-  g.recorder.dispatch({
+  g.recorder.dispatchFlat(n, WG, {
     kernel,
     buffers,
-    params: new Params().u32(n).u32(d.T).u32(nx),
-    workgroups: [nx, ny],
+    params: new Params().u32(n).u32(d.T),
   });
 }
 
-/** Operands of one call: q, k, v (and their gradients) inside a (B, T, 3C) buffer. */
-function views(d: AttentionDims) {
+// Checks the limits, then the operands of one call: q, k, v (and their
+// gradients) inside a (B, T, 3C) buffer, and the two product shapes.
+function views(g: Gpu, d: AttentionDims) {
+  checkLimits(g, d);
   const { T, C, H } = d;
   const hs = C / H;
   const qkvPart = (buf: GPUBuffer, part: number): Operand => ({
@@ -282,7 +277,9 @@ function views(d: AttentionDims) {
     sRow: C,
     sCol: 1,
   });
-  return { hs, qkvPart, transposed, scores, merged };
+  const scoreShape = { d, M: T, N: T, K: hs }; // (T, hs)·(hs, T)
+  const valueShape = { d, M: T, N: hs, K: T }; // (T, T)·(T, hs)
+  return { hs, qkvPart, transposed, scores, merged, scoreShape, valueShape };
 }
 
 /**
@@ -297,13 +294,12 @@ export function attentionForward(
   d: AttentionDims,
 ): void {
   if (d.B * d.T * d.C === 0) return;
-  checkLimits(g, d);
-  const { T } = d;
-  const { hs, qkvPart, transposed, scores, merged } = views(d);
+  const { hs, qkvPart, transposed, scores, merged, scoreShape, valueShape } = views(g, d);
   const P = scores(probs);
-  bmm(g, d, 0, P, qkvPart(qkv, 0), transposed(qkvPart(qkv, 1)), T, T, hs, 1 / Math.sqrt(hs));
+  const [q, k, v] = [0, 1, 2].map((part) => qkvPart(qkv, part));
+  bmm(g, P, [q, transposed(k)], { ...scoreShape, mode: 0, alpha: 1 / Math.sqrt(hs) });
   rows(g, SOFTMAX, [probs], d);
-  bmm(g, d, 1, merged(y), P, qkvPart(qkv, 2), T, hs, T, 1);
+  bmm(g, merged(y), [P, v], { ...valueShape, mode: 1, alpha: 1 });
 }
 
 /**
@@ -319,18 +315,18 @@ export function attentionBackward(
   d: AttentionDims,
 ): void {
   if (d.B * d.T * d.C === 0) return;
-  checkLimits(g, d);
-  const { T } = d;
-  const { hs, qkvPart, transposed, scores, merged } = views(d);
+  const { hs, qkvPart, transposed, scores, merged, scoreShape, valueShape } = views(g, d);
   const scale = 1 / Math.sqrt(hs);
   const dsBuf = g.pool.acquire(attentionScoreBytes(d), "attention.ds");
   const dS = scores(dsBuf);
   const P = scores(probs);
   const dY = merged(dy);
-  bmm(g, d, 0, dS, dY, transposed(qkvPart(qkv, 2)), T, T, hs, 1);
+  const [q, k, v] = [0, 1, 2].map((part) => qkvPart(qkv, part));
+  const [dq, dk, dv] = [0, 1, 2].map((part) => qkvPart(dqkv, part));
+  bmm(g, dS, [dY, transposed(v)], { ...scoreShape, mode: 0, alpha: 1 });
   rows(g, DSCORE, [probs, dsBuf], d);
-  bmm(g, d, 1, qkvPart(dqkv, 0), dS, qkvPart(qkv, 1), T, hs, T, scale);
-  bmm(g, d, 2, qkvPart(dqkv, 1), transposed(dS), qkvPart(qkv, 0), T, hs, T, scale);
-  bmm(g, d, 2, qkvPart(dqkv, 2), transposed(P), dY, T, hs, T, 1);
+  bmm(g, dq, [dS, k], { ...valueShape, mode: 1, alpha: scale });
+  bmm(g, dk, [transposed(dS), q], { ...valueShape, mode: 2, alpha: scale });
+  bmm(g, dv, [transposed(P), dY], { ...valueShape, mode: 2, alpha: 1 });
   g.pool.release(dsBuf);
 }

@@ -25,23 +25,21 @@
  *                           One thread per element (N·V threads, 256 per group).
  * 2-D grids past 65535 groups (grid1d).
  */
+import { defineKernel } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
-import { ceilDiv, grid1d, Params } from "../util.ts";
+import { Params } from "../util.ts";
+import { bindings, flatEntry } from "../wgsl.ts";
 import { sumAllKernel } from "./reduce.ts";
 
 /** WGSL of cross_entropy.rows. */
 export const CROSS_ENTROPY_ROWS_WGSL = /* wgsl */ `
-struct P { N: u32, V: u32, nx: u32 }
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> targets: array<u32>;
-@group(0) @binding(2) var<storage, read_write> lse: array<f32>;
-@group(0) @binding(3) var<storage, read_write> rowLoss: array<f32>;
-@group(1) @binding(0) var<uniform> p: P;
+${bindings`
+  params N: u32, V: u32
+  read   x: array<f32>, targets: array<u32>
+  write  lse: array<f32>, rowLoss: array<f32>
+`}
 
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let n = gid.y * p.nx * 64u + gid.x;
-  if (n >= p.N) { return; }
+${flatEntry(64, { id: "n", bound: "p.N" })}
   let o = n * p.V;
   var m = x[o];
   for (var v = 1u; v < p.V; v++) { m = max(m, x[o + v]); }
@@ -58,18 +56,13 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 
 /** WGSL of cross_entropy.backward. */
 export const CROSS_ENTROPY_BACKWARD_WGSL = /* wgsl */ `
-struct P { n: u32, V: u32, invN: f32, nx: u32 }
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> targets: array<u32>;
-@group(0) @binding(2) var<storage, read> lse: array<f32>;
-@group(0) @binding(3) var<storage, read> dLoss: array<f32>;
-@group(0) @binding(4) var<storage, read_write> dx: array<f32>;
-@group(1) @binding(0) var<uniform> p: P;
+${bindings`
+  params n: u32, V: u32, invN: f32
+  read   x: array<f32>, targets: array<u32>, lse: array<f32>, dLoss: array<f32>
+  write  dx: array<f32>
+`}
 
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let i = gid.y * p.nx * 256u + gid.x;
-  if (i >= p.n) { return; }
+${flatEntry(256)}
   let row = i / p.V;
   let v = i % p.V;
   let t = targets[row];
@@ -80,8 +73,8 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 }
 `;
 
-const ROWS = { name: "cross_entropy.rows", code: CROSS_ENTROPY_ROWS_WGSL };
-const BACKWARD = { name: "cross_entropy.backward", code: CROSS_ENTROPY_BACKWARD_WGSL };
+const ROWS = defineKernel("cross_entropy.rows", () => CROSS_ENTROPY_ROWS_WGSL);
+const BACKWARD = defineKernel("cross_entropy.backward", () => CROSS_ENTROPY_BACKWARD_WGSL);
 
 /**
  * Forward: loss[0] = mean cross-entropy of logits (N, V) against targets (N),
@@ -97,12 +90,10 @@ export function crossEntropyForward(
   V: number,
 ): void {
   const rowLoss = g.pool.acquire(N * 4, "cross_entropy.row_loss");
-  const [nx, ny] = grid1d(ceilDiv(N, 64));
-  g.recorder.dispatch({
+  g.recorder.dispatchFlat(N, 64, {
     kernel: ROWS,
     buffers: [logits, targets, lse, rowLoss],
-    params: new Params().u32(N).u32(V).u32(nx),
-    workgroups: [nx, ny],
+    params: new Params().u32(N).u32(V),
   });
   sumAllKernel(g, loss, rowLoss, N, 1 / N);
   g.pool.release(rowLoss);
@@ -121,11 +112,9 @@ export function crossEntropyBackward(
 ): void {
   const n = N * V;
   if (n === 0) return;
-  const [nx, ny] = grid1d(ceilDiv(n, 256));
-  g.recorder.dispatch({
+  g.recorder.dispatchFlat(n, 256, {
     kernel: BACKWARD,
     buffers: [logits, targets, lse, dLoss, dlogits],
-    params: new Params().u32(n).u32(V).f32(1 / N).u32(nx),
-    workgroups: [nx, ny],
+    params: new Params().u32(n).u32(V).f32(1 / N),
   });
 }

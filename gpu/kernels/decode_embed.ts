@@ -12,22 +12,20 @@
  * (B·C), 256 per group, 2-D grid past 65535 groups.
  */
 import { GpuError } from "../errors.ts";
+import { defineKernel } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
-import { ceilDiv, grid1d, Params } from "../util.ts";
+import { Params } from "../util.ts";
+import { bindings, flatEntry } from "../wgsl.ts";
 
 /** WGSL of decode.embed. */
 export const DECODE_EMBED_WGSL = /* wgsl */ `
-struct P { n: u32, C: u32, S: u32, col: u32, pos: u32, V: u32, nx: u32 }
-@group(0) @binding(0) var<storage, read> seq: array<u32>;
-@group(0) @binding(1) var<storage, read> wte: array<f32>;
-@group(0) @binding(2) var<storage, read> wpe: array<f32>;
-@group(0) @binding(3) var<storage, read_write> x: array<f32>;
-@group(1) @binding(0) var<uniform> p: P;
+${bindings`
+  params n: u32, C: u32, S: u32, col: u32, pos: u32, V: u32
+  read   seq: array<u32>, wte: array<f32>, wpe: array<f32>
+  write  x: array<f32>
+`}
 
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let i = gid.y * p.nx * 256u + gid.x;
-  if (i >= p.n) { return; }
+${flatEntry(256)}
   let c = i % p.C;
   let tok = seq[(i / p.C) * p.S + p.col];
   var e = 0.0;
@@ -36,7 +34,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 }
 `;
 
-const EMBED = { name: "decode.embed", code: DECODE_EMBED_WGSL };
+const EMBED = defineKernel("decode.embed", () => DECODE_EMBED_WGSL);
 
 /** Sizes of a decode.embed call. */
 export interface DecodeEmbedDims {
@@ -70,11 +68,9 @@ export function decodeEmbedKernel(
   }
   const n = d.B * d.C;
   if (n === 0) return;
-  const [nx, ny] = grid1d(ceilDiv(n, 256));
-  g.recorder.dispatch({
+  g.recorder.dispatchFlat(n, 256, {
     kernel: EMBED,
     buffers: [seq, wte, wpe, x],
-    params: new Params().u32(n).u32(d.C).u32(d.S).u32(col).u32(pos).u32(d.V).u32(nx),
-    workgroups: [nx, ny],
+    params: new Params().u32(n).u32(d.C).u32(d.S).u32(col).u32(pos).u32(d.V),
   });
 }

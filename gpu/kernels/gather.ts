@@ -24,24 +24,23 @@
  *   gather.scatter_add  one thread per (row, column block), R·⌈D/cb⌉ threads, 64 per group
  * Both use the 2-D grid of grid1d past 65535 groups.
  */
+import { defineKernel } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
-import { ceilDiv, grid1d, Params } from "../util.ts";
+import { ceilDiv, Params } from "../util.ts";
+import { bindings, flatEntry } from "../wgsl.ts";
 
 /** Columns per scatter-add thread: longer blocks mean fewer index scans. */
 export const SCATTER_COLUMN_BLOCK = 32;
 
 /** WGSL of gather.rows. */
 export const GATHER_WGSL = /* wgsl */ `
-struct P { n: u32, D: u32, R: u32, nx: u32 }
-@group(0) @binding(0) var<storage, read> src: array<f32>;
-@group(0) @binding(1) var<storage, read> idx: array<u32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-@group(1) @binding(0) var<uniform> p: P;
+${bindings`
+  params n: u32, D: u32, R: u32
+  read   src: array<f32>, idx: array<u32>
+  write  out: array<f32>
+`}
 
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let i = gid.y * p.nx * 256u + gid.x;
-  if (i >= p.n) { return; }
+${flatEntry(256)}
   let r = idx[i / p.D];
   var v = 0.0;
   if (r < p.R) { v = src[r * p.D + i % p.D]; }
@@ -51,16 +50,13 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 
 /** WGSL of gather.scatter_add. */
 export const SCATTER_ADD_WGSL = /* wgsl */ `
-struct P { threads: u32, N: u32, D: u32, R: u32, cb: u32, nx: u32 }
-@group(0) @binding(0) var<storage, read> src: array<f32>;
-@group(0) @binding(1) var<storage, read> idx: array<u32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-@group(1) @binding(0) var<uniform> p: P;
+${bindings`
+  params threads: u32, N: u32, D: u32, R: u32, cb: u32
+  read   src: array<f32>, idx: array<u32>
+  write  out: array<f32>
+`}
 
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let k = gid.y * p.nx * 64u + gid.x;
-  if (k >= p.threads) { return; }
+${flatEntry(64, { id: "k", bound: "p.threads" })}
   let r = k % p.R;
   let c0 = (k / p.R) * p.cb;
   let c1 = min(p.D, c0 + p.cb);
@@ -75,27 +71,37 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 }
 `;
 
-const GATHER = { name: "gather.rows", code: GATHER_WGSL };
-const SCATTER_ADD = { name: "gather.scatter_add", code: SCATTER_ADD_WGSL };
+const GATHER = defineKernel("gather.rows", () => GATHER_WGSL);
+const SCATTER_ADD = defineKernel("gather.scatter_add", () => SCATTER_ADD_WGSL);
+
+/** The inputs of a gather or scatter-add: source rows and a u32 index per row. */
+export interface RowsByIndex {
+  /** (R, D) for gather, (N, D) for scatter-add, f32. */
+  src: GPUBuffer;
+  /** (N) u32 row indices. */
+  idx: GPUBuffer;
+}
+
+/** Sizes of a gather or scatter-add: N indices into R rows of D columns. */
+export interface RowIndexSizes {
+  /** Indices. */
+  N: number;
+  /** Rows of the indexed matrix. */
+  R: number;
+  /** Columns. */
+  D: number;
+}
 
 /** out (N, D) = rows idx of src (R, D); out-of-range indices give zero rows. */
-export function gatherKernel(
-  g: Gpu,
-  out: GPUBuffer,
-  src: GPUBuffer,
-  idx: GPUBuffer,
-  N: number,
-  R: number,
-  D: number,
-): void {
+export function gatherKernel(g: Gpu, out: GPUBuffer, rows: RowsByIndex, sz: RowIndexSizes): void {
+  const { src, idx } = rows;
+  const { N, R, D } = sz;
   const n = N * D;
   if (n === 0) return;
-  const [nx, ny] = grid1d(ceilDiv(n, 256));
-  g.recorder.dispatch({
+  g.recorder.dispatchFlat(n, 256, {
     kernel: GATHER,
     buffers: [src, idx, out],
-    params: new Params().u32(n).u32(D).u32(R).u32(nx),
-    workgroups: [nx, ny],
+    params: new Params().u32(n).u32(D).u32(R),
   });
 }
 
@@ -103,20 +109,17 @@ export function gatherKernel(
 export function scatterAddKernel(
   g: Gpu,
   out: GPUBuffer,
-  src: GPUBuffer,
-  idx: GPUBuffer,
-  N: number,
-  R: number,
-  D: number,
+  rows: RowsByIndex,
+  sz: RowIndexSizes,
 ): void {
+  const { src, idx } = rows;
+  const { N, R, D } = sz;
   if (R * D === 0) return;
   const cb = Math.min(D, SCATTER_COLUMN_BLOCK);
   const threads = R * ceilDiv(D, cb);
-  const [nx, ny] = grid1d(ceilDiv(threads, 64));
-  g.recorder.dispatch({
+  g.recorder.dispatchFlat(threads, 64, {
     kernel: SCATTER_ADD,
     buffers: [src, idx, out],
-    params: new Params().u32(threads).u32(N).u32(D).u32(R).u32(cb).u32(nx),
-    workgroups: [nx, ny],
+    params: new Params().u32(threads).u32(N).u32(D).u32(R).u32(cb),
   });
 }

@@ -22,8 +22,10 @@
  * may assume floats are finite. A non-finite norm is written as is, so the
  * caller sees it when it reads the norm.
  */
+import { defineKernel, defineLaneKernels } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
 import { ceilDiv, Params } from "../util.ts";
+import { bindings } from "../wgsl.ts";
 
 /** Workgroups of the partial pass per tensor, at most (so partials stay few). */
 export const GRAD_NORM_MAX_GROUPS = 256;
@@ -47,10 +49,11 @@ fn treeReduce(lid: u32, s: f32) -> f32 {
 function partialWgsl(t: "f32" | "vec4f"): string {
   const sq = t === "f32" ? "x[i] * x[i]" : "dot(x[i], x[i])";
   return /* wgsl */ `
-struct P { n: u32, base: u32, groups: u32 }
-@group(0) @binding(0) var<storage, read> x: array<${t}>;
-@group(0) @binding(1) var<storage, read_write> partials: array<f32>;
-@group(1) @binding(0) var<uniform> p: P;
+${bindings`
+  params n: u32, base: u32, groups: u32
+  read   x: array<${t}>
+  write  partials: array<f32>
+`}
 ${TREE_REDUCE}
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
@@ -62,18 +65,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
 `;
 }
 
-/** WGSL of the partial sum-of-squares pass (scalar loads). */
-export const SUMSQ_PARTIAL_WGSL = partialWgsl("f32");
-/** WGSL of the partial sum-of-squares pass (vec4 loads; n counted in vec4s). */
-export const SUMSQ_PARTIAL4_WGSL = partialWgsl("vec4f");
-
 /** WGSL of the final pass: norm and clip factor from the partials. */
 export const GRAD_NORM_FINAL_WGSL = /* wgsl */ `
-struct P { count: u32, maxNorm: f32, clip: u32 }
-@group(0) @binding(0) var<storage, read> partials: array<f32>;
-@group(0) @binding(1) var<storage, read_write> norm: array<f32>;
-@group(0) @binding(2) var<storage, read_write> factor: array<f32>;
-@group(1) @binding(0) var<uniform> p: P;
+${bindings`
+  params count: u32, maxNorm: f32, clip: u32
+  read   partials: array<f32>
+  write  norm: array<f32>, factor: array<f32>
+`}
 ${TREE_REDUCE}
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_id) lid: vec3u) {
@@ -90,9 +88,9 @@ fn main(@builtin(local_invocation_id) lid: vec3u) {
 }
 `;
 
-const PARTIAL = { name: "grad_norm.partial", code: SUMSQ_PARTIAL_WGSL };
-const PARTIAL4 = { name: "grad_norm.partial4", code: SUMSQ_PARTIAL4_WGSL };
-const FINAL = { name: "grad_norm.final", code: GRAD_NORM_FINAL_WGSL };
+// The partial sum-of-squares pass, scalar or vec4 loads (n counted in lanes).
+const PARTIAL = defineLaneKernels("grad_norm.partial", partialWgsl);
+const FINAL = defineKernel("grad_norm.final", () => GRAD_NORM_FINAL_WGSL);
 
 /** Partial-pass workgroups (= partial slots) used for a tensor of n elements. */
 export function gradNormGroups(n: number): number {
@@ -113,7 +111,7 @@ export function sumSquaresPartialKernel(
   const groups = gradNormGroups(n);
   const vec = n % 4 === 0;
   g.recorder.dispatch({
-    kernel: vec ? PARTIAL4 : PARTIAL,
+    kernel: PARTIAL(vec),
     buffers: [x, partials],
     params: new Params().u32(vec ? n / 4 : n).u32(base).u32(groups),
     workgroups: [groups],

@@ -19,7 +19,7 @@
  * match a full forward to f32 rounding.
  *
  * Kernels (one thread each of what is listed, 64 per group, 2-D grid past
- * 65535 groups: i = gid.y · nx · 64 + gid.x):
+ * 65535 groups: i = gid.y · nx · 64 + gid.x, nx = num_workgroups.x):
  *   kv_attention.fill    B·T·C threads: copies the prefill's k and v into
  *                        the cache at positions 0..T-1.
  *                        Bindings: qkv (read), K, V.
@@ -35,8 +35,10 @@
  * generation is recorded with no read-back.
  */
 import { GpuError } from "../errors.ts";
+import { defineKernel } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
-import { ceilDiv, grid1d, Params } from "../util.ts";
+import { flatGrid, Params } from "../util.ts";
+import { bindings, flatEntry } from "../wgsl.ts";
 
 const WG = 64;
 
@@ -52,22 +54,23 @@ export interface KvDims {
   ctx: number;
 }
 
+// Params of every kv_attention kernel: threads, positions (T to fill, L to
+// attend over), C, hd, H, ctx.
+const KV_PARAMS = "n: u32, L: u32, C: u32, hd: u32, H: u32, ctx: u32";
+
 /** WGSL of kv_attention.fill. */
 export const KV_FILL_WGSL = /* wgsl */ `
-struct P { n: u32, T: u32, C: u32, hd: u32, H: u32, ctx: u32, nx: u32 }
-@group(0) @binding(0) var<storage, read> qkv: array<f32>;
-@group(0) @binding(1) var<storage, read_write> kc: array<f32>;
-@group(0) @binding(2) var<storage, read_write> vc: array<f32>;
-@group(1) @binding(0) var<uniform> p: P;
+${bindings`
+  params ${KV_PARAMS}
+  read   qkv: array<f32>
+  write  kc: array<f32>, vc: array<f32>
+`}
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let i = gid.y * p.nx * ${WG}u + gid.x;
-  if (i >= p.n) { return; }
+${flatEntry(WG)}
   let c = i % p.C;
   let bt = i / p.C;
-  let t = bt % p.T;
-  let b = bt / p.T;
+  let t = bt % p.L;
+  let b = bt / p.L;
   let h = c / p.hd;
   let dst = ((b * p.H + h) * p.ctx + t) * p.hd + c % p.hd;
   let src = bt * 3u * p.C + c;
@@ -78,17 +81,14 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 
 /** WGSL of kv_attention.scores (appends position t as it goes). */
 export const KV_SCORES_WGSL = /* wgsl */ `
-struct P { n: u32, L: u32, C: u32, hd: u32, H: u32, ctx: u32, nx: u32, scale: f32 }
-@group(0) @binding(0) var<storage, read> qkv: array<f32>;
-@group(0) @binding(1) var<storage, read_write> kc: array<f32>;
-@group(0) @binding(2) var<storage, read_write> vc: array<f32>;
-@group(0) @binding(3) var<storage, read_write> s: array<f32>;
-@group(1) @binding(0) var<uniform> p: P;
+${bindings`
+  params ${KV_PARAMS}
+  params scale: f32
+  read   qkv: array<f32>
+  write  kc: array<f32>, vc: array<f32>, s: array<f32>
+`}
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let i = gid.y * p.nx * ${WG}u + gid.x;
-  if (i >= p.n) { return; }
+${flatEntry(WG)}
   let j = i % p.L;
   let bh = i / p.L;
   let h = bh % p.H;
@@ -112,16 +112,13 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 
 /** WGSL of kv_attention.mix: softmax over the scores, then the weighted sum of values. */
 export const KV_MIX_WGSL = /* wgsl */ `
-struct P { n: u32, L: u32, C: u32, hd: u32, H: u32, ctx: u32, nx: u32 }
-@group(0) @binding(0) var<storage, read> s: array<f32>;
-@group(0) @binding(1) var<storage, read> vc: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@group(1) @binding(0) var<uniform> p: P;
+${bindings`
+  params ${KV_PARAMS}
+  read   s: array<f32>, vc: array<f32>
+  write  y: array<f32>
+`}
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let i = gid.y * p.nx * ${WG}u + gid.x;
-  if (i >= p.n) { return; }
+${flatEntry(WG)}
   let d = i % p.hd;
   let bh = i / p.hd;
   let h = bh % p.H;
@@ -140,9 +137,9 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 }
 `;
 
-const FILL = { name: "kv_attention.fill", code: KV_FILL_WGSL };
-const SCORES = { name: "kv_attention.scores", code: KV_SCORES_WGSL };
-const MIX = { name: "kv_attention.mix", code: KV_MIX_WGSL };
+const FILL = defineKernel("kv_attention.fill", () => KV_FILL_WGSL);
+const SCORES = defineKernel("kv_attention.scores", () => KV_SCORES_WGSL);
+const MIX = defineKernel("kv_attention.mix", () => KV_MIX_WGSL);
 
 /** Bytes of one K (or V) cache buffer. */
 export function kvCacheBytes(d: KvDims): number {
@@ -164,11 +161,6 @@ function checkDims(g: Gpu, d: KvDims): number {
   return d.C / d.H;
 }
 
-function launch(n: number): { nx: number; workgroups: [number, number] } {
-  const [nx, ny] = grid1d(ceilDiv(n, WG));
-  return { nx, workgroups: [nx, ny] };
-}
-
 /** Writes the prefill's keys and values, qkv (B, T, 3C), into K and V at positions 0..T-1. */
 export function kvFillKernel(
   g: Gpu,
@@ -184,12 +176,10 @@ export function kvFillKernel(
   }
   const n = d.B * T * d.C;
   if (n === 0) return;
-  const { nx, workgroups } = launch(n);
-  g.recorder.dispatch({
+  g.recorder.dispatchFlat(n, WG, {
     kernel: FILL,
     buffers: [qkv, k, v],
-    params: new Params().u32(n).u32(T).u32(d.C).u32(hd).u32(d.H).u32(d.ctx).u32(nx),
-    workgroups,
+    params: new Params().u32(n).u32(T).u32(d.C).u32(hd).u32(d.H).u32(d.ctx),
   });
 }
 
@@ -215,19 +205,19 @@ export function kvAttentionKernel(
   const L = t + 1;
   const dims = (p: Params) => p.u32(L).u32(d.C).u32(hd).u32(d.H).u32(d.ctx);
   const ns = d.B * d.H * L;
-  const s = launch(ns);
+  const s = flatGrid(ns, WG);
   g.recorder.dispatch({
     kernel: SCORES,
     buffers: [qkv, k, v, scores],
-    params: dims(new Params().u32(ns)).u32(s.nx).f32(1 / Math.sqrt(hd)),
-    workgroups: s.workgroups,
+    params: dims(new Params().u32(ns)).f32(1 / Math.sqrt(hd)),
+    workgroups: s,
   });
   const nm = d.B * d.C;
-  const m = launch(nm);
+  const m = flatGrid(nm, WG);
   g.recorder.dispatch({
     kernel: MIX,
     buffers: [scores, v, y],
-    params: dims(new Params().u32(nm)).u32(m.nx),
-    workgroups: m.workgroups,
+    params: dims(new Params().u32(nm)),
+    workgroups: m,
   });
 }

@@ -29,8 +29,10 @@
  * is slow, for C up to ~1024. All kernels read vec4s when C is a multiple of
  * 4 (C is then counted in vec4s in the params).
  */
+import { defineLaneKernels } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
-import { ceilDiv, grid1d, MAX_WORKGROUPS_PER_DIM, Params } from "../util.ts";
+import { ceilDiv, flatGrid, MAX_WORKGROUPS_PER_DIM, Params } from "../util.ts";
+import { bindings, flatEntry, hsum, type Lane } from "../wgsl.ts";
 import { sumRowsKernel } from "./reduce.ts";
 
 /** Rows per chunk of the deterministic dw / db reduction. */
@@ -40,29 +42,22 @@ const WG = 64;
 
 // Scalar and vec4 variants share one source over `alias T`; hsum folds a T
 // accumulator to one f32.
-function header(t: string): string {
-  const hsum = t === "f32" ? "v" : "v.x + v.y + v.z + v.w";
+function header(t: Lane): string {
   return /* wgsl */ `
 alias T = ${t};
-fn hsum(v: T) -> f32 { return ${hsum}; }
+fn hsum(v: T) -> f32 { return ${hsum(t)}; }
 `;
 }
 
-function forwardSource(t: string): string {
+function forwardSource(t: Lane): string {
   return header(t) + /* wgsl */ `
-struct P { rows: u32, c: u32, inv_c: f32, eps: f32, nx: u32 }
-@group(0) @binding(0) var<storage, read> x: array<T>;
-@group(0) @binding(1) var<storage, read> w: array<T>;
-@group(0) @binding(2) var<storage, read> b: array<T>;
-@group(0) @binding(3) var<storage, read_write> y: array<T>;
-@group(0) @binding(4) var<storage, read_write> mean: array<f32>;
-@group(0) @binding(5) var<storage, read_write> rstd: array<f32>;
-@group(1) @binding(0) var<uniform> p: P;
+${bindings`
+  params rows: u32, c: u32, inv_c: f32, eps: f32
+  read   x: array<T>, w: array<T>, b: array<T>
+  write  y: array<T>, mean: array<f32>, rstd: array<f32>
+`}
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let r = gid.y * p.nx * ${WG}u + gid.x;
-  if (r >= p.rows) { return; }
+${flatEntry(WG, { id: "r", bound: "p.rows" })}
   let base = r * p.c;
   var s = T(0.0);
   for (var j = 0u; j < p.c; j++) { s += x[base + j]; }
@@ -82,21 +77,15 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 `;
 }
 
-function backwardSource(t: string): string {
+function backwardSource(t: Lane): string {
   return header(t) + /* wgsl */ `
-struct P { rows: u32, c: u32, inv_c: f32, nx: u32 }
-@group(0) @binding(0) var<storage, read> x: array<T>;
-@group(0) @binding(1) var<storage, read> w: array<T>;
-@group(0) @binding(2) var<storage, read> dy: array<T>;
-@group(0) @binding(3) var<storage, read> mean: array<f32>;
-@group(0) @binding(4) var<storage, read> rstd: array<f32>;
-@group(0) @binding(5) var<storage, read_write> dx: array<T>;
-@group(1) @binding(0) var<uniform> p: P;
+${bindings`
+  params rows: u32, c: u32, inv_c: f32
+  read   x: array<T>, w: array<T>, dy: array<T>, mean: array<f32>, rstd: array<f32>
+  write  dx: array<T>
+`}
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let r = gid.y * p.nx * ${WG}u + gid.x;
-  if (r >= p.rows) { return; }
+${flatEntry(WG, { id: "r", bound: "p.rows" })}
   let base = r * p.c;
   let m = mean[r];
   let rs = rstd[r];
@@ -118,16 +107,13 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 `;
 }
 
-function paramsSource(t: string): string {
+function paramsSource(t: Lane): string {
   return header(t) + /* wgsl */ `
-struct P { rows: u32, c: u32, chunk: u32 }
-@group(0) @binding(0) var<storage, read> x: array<T>;
-@group(0) @binding(1) var<storage, read> dy: array<T>;
-@group(0) @binding(2) var<storage, read> mean: array<f32>;
-@group(0) @binding(3) var<storage, read> rstd: array<f32>;
-@group(0) @binding(4) var<storage, read_write> dw_part: array<T>;
-@group(0) @binding(5) var<storage, read_write> db_part: array<T>;
-@group(1) @binding(0) var<uniform> p: P;
+${bindings`
+  params rows: u32, c: u32, chunk: u32
+  read   x: array<T>, dy: array<T>, mean: array<f32>, rstd: array<f32>
+  write  dw_part: array<T>, db_part: array<T>
+`}
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3u) {
@@ -148,25 +134,11 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 `;
 }
 
-/** WGSL of the forward, scalar loads. */
-export const LAYERNORM_FORWARD_WGSL = forwardSource("f32");
-/** WGSL of the forward, vec4 loads (C counted in vec4s). */
-export const LAYERNORM_FORWARD4_WGSL = forwardSource("vec4f");
-/** WGSL of the dx backward, scalar loads. */
-export const LAYERNORM_BACKWARD_WGSL = backwardSource("f32");
-/** WGSL of the dx backward, vec4 loads. */
-export const LAYERNORM_BACKWARD4_WGSL = backwardSource("vec4f");
-/** WGSL of the per-chunk dw / db partial sums, scalar loads. */
-export const LAYERNORM_PARAMS_WGSL = paramsSource("f32");
-/** WGSL of the per-chunk dw / db partial sums, vec4 loads. */
-export const LAYERNORM_PARAMS4_WGSL = paramsSource("vec4f");
-
-const FORWARD = { name: "layernorm.forward", code: LAYERNORM_FORWARD_WGSL };
-const FORWARD4 = { name: "layernorm.forward4", code: LAYERNORM_FORWARD4_WGSL };
-const BACKWARD = { name: "layernorm.backward", code: LAYERNORM_BACKWARD_WGSL };
-const BACKWARD4 = { name: "layernorm.backward4", code: LAYERNORM_BACKWARD4_WGSL };
-const PARAMS = { name: "layernorm.params", code: LAYERNORM_PARAMS_WGSL };
-const PARAMS4 = { name: "layernorm.params4", code: LAYERNORM_PARAMS4_WGSL };
+// Scalar or vec4 loads (C counted in lanes): the forward, the dx backward,
+// the per-chunk dw / db partial sums.
+const FORWARD = defineLaneKernels("layernorm.forward", forwardSource);
+const BACKWARD = defineLaneKernels("layernorm.backward", backwardSource);
+const PARAMS = defineLaneKernels("layernorm.params", paramsSource);
 
 /** Sizes of a layernorm launch. */
 export interface LayerNormSizes {
@@ -190,12 +162,10 @@ export function layernormForward(
 ): void {
   if (rows === 0 || c === 0) return;
   const vec = c % 4 === 0;
-  const [nx, ny] = grid1d(ceilDiv(rows, WG));
-  g.recorder.dispatch({
-    kernel: vec ? FORWARD4 : FORWARD,
+  g.recorder.dispatchFlat(rows, WG, {
+    kernel: FORWARD(vec),
     buffers: [x, w, b, y, mean, rstd],
-    params: new Params().u32(rows).u32(vec ? c / 4 : c).f32(1 / c).f32(eps).u32(nx),
-    workgroups: [nx, ny],
+    params: new Params().u32(rows).u32(vec ? c / 4 : c).f32(1 / c).f32(eps),
   });
 }
 
@@ -219,12 +189,12 @@ export function layernormBackward(
   const vec = c % 4 === 0;
   const lanes = vec ? c / 4 : c;
   if (dx) {
-    const [nx, ny] = grid1d(ceilDiv(rows, WG));
+    const workgroups = flatGrid(rows, WG);
     g.recorder.dispatch({
-      kernel: vec ? BACKWARD4 : BACKWARD,
+      kernel: BACKWARD(vec),
       buffers: [x, w, dy, mean, rstd, dx],
-      params: new Params().u32(rows).u32(lanes).f32(1 / c).u32(nx),
-      workgroups: [nx, ny],
+      params: new Params().u32(rows).u32(lanes).f32(1 / c),
+      workgroups,
     });
   }
   if (!dw && !db) return;
@@ -242,7 +212,7 @@ export function layernormBackward(
   const dwPart = single && dw ? dw : g.pool.acquire(partBytes);
   const dbPart = single && db ? db : g.pool.acquire(partBytes);
   g.recorder.dispatch({
-    kernel: vec ? PARAMS4 : PARAMS,
+    kernel: PARAMS(vec),
     buffers: [x, dy, mean, rstd, dwPart, dbPart],
     params: new Params().u32(rows).u32(lanes).u32(chunk),
     workgroups: [groupsX, chunks],

@@ -51,7 +51,7 @@
  */
 import { dummyBuffer, releaseScratch, scratchTexture } from "../scratch.ts";
 import { GpuError } from "../errors.ts";
-import type { Constants, Kernel } from "../kernel.ts";
+import { type Constants, defineKernel } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
 import { ceilDiv, Params } from "../util.ts";
 import { type SharedTile, sharedWgsl } from "./matmul_shared.ts";
@@ -163,15 +163,7 @@ export function textureDesignSupported(): boolean {
   return feats?.has("readonly_and_readwrite_storage_textures") ?? false;
 }
 
-const kernels = new Map<string, Kernel>();
-
-function kernel(name: string, make: () => string): Kernel {
-  let k = kernels.get(name);
-  if (!k) kernels.set(name, k = { name, code: make() });
-  return k;
-}
-
-const PACK: Kernel = { name: "matmul.pack", code: PACK_WGSL };
+const PACK = defineKernel("matmul.pack", () => PACK_WGSL);
 
 // Small per-device buffers and textures the launchers reuse.
 let textureLimitOverride: number | null = null;
@@ -222,6 +214,13 @@ interface Resolved {
   ldc: number;
 }
 
+/** The buffers of one product: C = op(A)·op(B). */
+interface MatmulIo {
+  out: GPUBuffer;
+  a: GPUBuffer;
+  b: GPUBuffer;
+}
+
 function epilogueConstants(r: Resolved): Constants {
   return { HAS_BIAS: r.bias ? 1 : 0, ACCUMULATE: r.accumulate ? 1 : 0 };
 }
@@ -248,52 +247,26 @@ function mmParams(r: Resolved): Params {
     .u32(r.aOff).u32(r.bOff).u32(r.cOff);
 }
 
-function launchShared(
-  g: Gpu,
-  c: MatmulConfig,
-  out: GPUBuffer,
-  a: GPUBuffer,
-  b: GPUBuffer,
-  r: Resolved,
-): void {
+/**
+ * Records a buffer-fed design (shared-memory or register tiles). The
+ * register tile reads vec4s of A or B where every vec4 starts at an index
+ * divisible by 4, a variant of its own.
+ */
+function launchBufferFed(g: Gpu, c: MatmulConfig, io: MatmulIo, r: Resolved): void {
+  const div4 = (...xs: number[]) => xs.every((x) => x % 4 === 0);
+  const reg = c.design === "register";
+  const vecA = reg &&
+    (r.transA ? div4(r.m, c.tm, r.aStride, r.aOff) : div4(r.k, r.aStride, r.aOff));
+  const vecB = reg && (r.transB ? div4(r.k, r.bStride, r.bOff) : div4(r.n, r.bStride, r.bOff));
+  const name = `matmul.${configName(c)}${vecA ? "_va" : ""}${vecB ? "_vb" : ""}`;
   const tile: SharedTile = { tm: c.tm, tn: c.tn, wx: c.wx, wy: c.wy, bk: c.bk ?? 16 };
-  dispatchBufferFed(g, c, `matmul.${configName(c)}`, () => sharedWgsl(tile), out, a, b, r);
-}
-
-/** The dispatch shared by the buffer-fed designs (shared-memory and register tiles). */
-function dispatchBufferFed(
-  g: Gpu,
-  c: MatmulConfig,
-  name: string,
-  wgsl: () => string,
-  out: GPUBuffer,
-  a: GPUBuffer,
-  b: GPUBuffer,
-  r: Resolved,
-): void {
   g.recorder.dispatch({
-    kernel: kernel(name, wgsl),
+    kernel: defineKernel(name, () => reg ? registerWgsl(c, vecA, vecB) : sharedWgsl(tile)),
     constants: { TRANS_A: r.transA ? 1 : 0, TRANS_B: r.transB ? 1 : 0, ...epilogueConstants(r) },
-    buffers: [a, b, r.bias ?? dummyBuffer(g), out],
+    buffers: [io.a, io.b, r.bias ?? dummyBuffer(g), io.out],
     params: mmParams(r),
     workgroups: grid(g, r, c.tm * c.wy, c.tn * c.wx),
   });
-}
-
-function launchRegister(
-  g: Gpu,
-  c: MatmulConfig,
-  out: GPUBuffer,
-  a: GPUBuffer,
-  b: GPUBuffer,
-  r: Resolved,
-): void {
-  // vec4 bindings need every vec4 to start at an index divisible by 4.
-  const div4 = (...xs: number[]) => xs.every((x) => x % 4 === 0);
-  const vecA = r.transA ? div4(r.m, c.tm, r.aStride, r.aOff) : div4(r.k, r.aStride, r.aOff);
-  const vecB = r.transB ? div4(r.k, r.bStride, r.bOff) : div4(r.n, r.bStride, r.bOff);
-  const name = `matmul.${configName(c)}${vecA ? "_va" : ""}${vecB ? "_vb" : ""}`;
-  dispatchBufferFed(g, c, name, () => registerWgsl(c, vecA, vecB), out, a, b, r);
 }
 
 /** Packs a (rows×cols per batch) strided view of x into texture rows z·rowsPad + r. */
@@ -325,16 +298,10 @@ function pack(
 /**
  * Records the texture design, splitting the product where a texture would
  * pass the device's maxTextureDimension2D: batches into groups, then rows
- * of C, columns of C, and K (later K slices accumulate).
+ * of C, columns of C, and K (later K slices accumulate); each piece that
+ * fits is packed and multiplied by `textureProduct`.
  */
-function launchTexture(
-  g: Gpu,
-  c: MatmulConfig,
-  out: GPUBuffer,
-  a: GPUBuffer,
-  b: GPUBuffer,
-  r: Resolved,
-): void {
+function launchTexture(g: Gpu, c: MatmulConfig, io: MatmulIo, r: Resolved): void {
   const limit = textureLimit(g);
   const kp = ceilDiv(r.k, 4) * 4;
   const sharedB = r.bStride === 0;
@@ -344,7 +311,7 @@ function launchTexture(
       Math.min(Math.floor(limit / r.m), sharedB ? Infinity : Math.floor(limit / kp)),
     );
     for (let z0 = 0; z0 < r.batch; z0 += per) {
-      launchTexture(g, c, out, a, b, {
+      launchTexture(g, c, io, {
         ...r,
         batch: Math.min(per, r.batch - z0),
         aOff: r.aOff + z0 * r.aStride,
@@ -356,7 +323,7 @@ function launchTexture(
   }
   if (r.m > limit) {
     for (let m0 = 0; m0 < r.m; m0 += limit) {
-      launchTexture(g, c, out, a, b, {
+      launchTexture(g, c, io, {
         ...r,
         m: Math.min(limit, r.m - m0),
         aOff: r.aOff + (r.transA ? m0 : m0 * r.lda),
@@ -368,7 +335,7 @@ function launchTexture(
   if (ceilDiv(r.n, 4) > limit) {
     const nc = 4 * limit;
     for (let n0 = 0; n0 < r.n; n0 += nc) {
-      launchTexture(g, c, out, a, b, {
+      launchTexture(g, c, io, {
         ...r,
         n: Math.min(nc, r.n - n0),
         bOff: r.bOff + (r.transB ? n0 * r.ldb : n0),
@@ -380,7 +347,7 @@ function launchTexture(
   }
   if (kp > limit) {
     for (let k0 = 0; k0 < r.k; k0 += limit) {
-      launchTexture(g, c, out, a, b, {
+      launchTexture(g, c, io, {
         ...r,
         k: Math.min(limit, r.k - k0),
         aOff: r.aOff + (r.transA ? k0 * r.lda : k0),
@@ -391,10 +358,17 @@ function launchTexture(
     }
     return;
   }
+  textureProduct(g, c, io, r);
+}
+
+/** Packs A and B into scratch textures and records the texture-design product. */
+function textureProduct(g: Gpu, c: MatmulConfig, io: MatmulIo, r: Resolved): void {
+  const kp = ceilDiv(r.k, 4) * 4;
+  const sharedB = r.bStride === 0;
   const bBatches = sharedB ? 1 : r.batch;
   const at = scratchTexture(g, "matmul", "a", ceilDiv(r.k, 4), r.batch * r.m);
   const bt = scratchTexture(g, "matmul", "b", ceilDiv(r.n, 4), bBatches * kp);
-  pack(g, at, a, {
+  pack(g, at, io.a, {
     rows: r.m,
     cols: r.k,
     rowsPad: r.m,
@@ -404,7 +378,7 @@ function launchTexture(
     off: r.aOff,
     batches: r.batch,
   });
-  pack(g, bt, b, {
+  pack(g, bt, io.b, {
     rows: r.k,
     cols: r.n,
     rowsPad: kp,
@@ -416,30 +390,22 @@ function launchTexture(
   });
   const name = `matmul.${configName(c)}`;
   g.recorder.dispatch({
-    kernel: kernel(name, () => textureWgsl(c)),
+    kernel: defineKernel(name, () => textureWgsl(c)),
     constants: epilogueConstants(r),
-    buffers: [at, bt, r.bias ?? dummyBuffer(g), out],
+    buffers: [at, bt, r.bias ?? dummyBuffer(g), io.out],
     params: new Params().u32(r.m).u32(r.k).u32(r.n).u32(sharedB ? 0 : kp).u32(r.cStride)
       .u32(r.cOff).u32(r.ldc).u32(r.biasOff),
     workgroups: grid(g, r, c.tm * c.wy, c.tn * c.wx),
   });
 }
 
-function launch(
-  g: Gpu,
-  c: MatmulConfig,
-  out: GPUBuffer,
-  a: GPUBuffer,
-  b: GPUBuffer,
-  r: Resolved,
-): void {
+function launch(g: Gpu, c: MatmulConfig, io: MatmulIo, r: Resolved): void {
   // The texture design needs K > 0 and read-only storage textures in WGSL.
   if (c.design === "texture" && (r.k === 0 || !textureDesignSupported())) {
     c = DEFAULT_MATMUL_CONFIGS.register;
   }
-  if (c.design === "shared") launchShared(g, c, out, a, b, r);
-  else if (c.design === "register") launchRegister(g, c, out, a, b, r);
-  else launchTexture(g, c, out, a, b, r);
+  if (c.design === "texture") launchTexture(g, c, io, r);
+  else launchBufferFed(g, c, io, r);
 }
 
 /**
@@ -457,6 +423,7 @@ export function matmulKernel(
   shape: MatmulShape,
   config: MatmulConfig,
 ): void {
+  const io = { out, a, b };
   const { m, k, n } = shape;
   const batch = shape.batch ?? 1;
   if (m === 0 || n === 0) return;
@@ -485,11 +452,11 @@ export function matmulKernel(
     // One dispatch per batch, each adding into the single output; an empty
     // sum is the bias (or zero, or the output unchanged when accumulating).
     if (batch === 0) {
-      launch(g, config, out, a, b, { ...base, batch: 1, k: 0 });
+      launch(g, config, io, { ...base, batch: 1, k: 0 });
       return;
     }
     for (let z = 0; z < batch; z++) {
-      launch(g, config, out, a, b, {
+      launch(g, config, io, {
         ...base,
         batch: 1,
         cStride: 0,
@@ -504,7 +471,7 @@ export function matmulKernel(
   // The grid's z dimension is limited too: split huge batches.
   const maxZ = g.device.limits.maxComputeWorkgroupsPerDimension;
   for (let z0 = 0; z0 < batch; z0 += maxZ) {
-    launch(g, config, out, a, b, {
+    launch(g, config, io, {
       ...base,
       batch: Math.min(maxZ, batch - z0),
       aOff: z0 * base.aStride,

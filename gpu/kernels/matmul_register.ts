@@ -29,6 +29,7 @@
  * per-invocation code, and the unrolled body no longer fits the CPU's
  * instruction caches). Measurements and what did not help: `matmul.ts`.
  */
+import { bindings } from "../wgsl.ts";
 
 /** Tile shape of a register-tiled kernel. */
 export interface RegisterTile {
@@ -40,6 +41,20 @@ export interface RegisterTile {
   wx: number;
   /** Workgroup size along M. */
   wy: number;
+}
+
+/**
+ * The header of the buffer-fed kernels (register and shared-memory tiles):
+ * their override flags and bindings a, b, bias | c with the batched
+ * strides and offsets; `a` and `b` hold elements of type `ta` and `tb`.
+ */
+export function bufferFedHeader(ta: string, tb: string): string {
+  return /* wgsl */ `${TRANS_OVERRIDES}${EPILOGUE_OVERRIDES}
+${bindings`
+  params m: u32, k: u32, n: u32, sa: u32, sb: u32, sc: u32, oa: u32, ob: u32, oc: u32
+  read   a: array<${ta}>, b: array<${tb}>, bias: array<f32>
+  write  c: array<f32>
+`}`;
 }
 
 const EPILOGUE_OVERRIDES = /* wgsl */ `
@@ -72,22 +87,24 @@ function epilogue(tm: number, tn4: number, ldc: string, biasOff: string): string
   }`;
 }
 
-/**
- * WGSL of the buffer-fed register kernel. `vecA` / `vecB` choose vec4
- * bindings: along K for A (M for A when TRANS_A), along N for B (K for B
- * when TRANS_B); the launcher picks them only when that axis is a multiple
- * of 4, so every vec4 starts on an element index divisible by 4. K is walked
- * in blocks of 4 rounded up: values past K are selected to zero (the loads
- * themselves are clamped in bounds), which keeps the code (and llvmpipe's
- * compile time) smaller than a separate tail loop.
- */
-export function registerWgsl(t: RegisterTile, vecA: boolean, vecB: boolean): string {
-  const { tm, tn, wx, wy } = t;
-  const tn4 = tn / 4;
-  if (tn % 4 !== 0 || (vecA && tm % 4 !== 0)) throw new Error(`Bad register tile ${tm}x${tn}`);
+// The inner product of one K block: for each of its 4 steps kk, load the B
+// fragment bn_j (`loadB`), then acc[i][j] += A_op(row+i, k+kk) · bn_j.
+function kkLoop(tm: number, tn4: number, loadB: string): string {
+  let fma = "";
+  for (let j = 0; j < tn4; j++) fma += `acc[i][${j}] = fma(vec4f(x), bn${j}, acc[i][${j}]);\n`;
+  return /* wgsl */ `for (var kk = 0u; kk < 4u; kk++) {
+        ${loadB}
+        for (var i = 0u; i < ${tm}u; i++) {
+          let x = av[i][kk];
+          ${fma}
+        }
+      }`;
+}
+
+// The A fragment av[i] = A_op(row+i, k..k+3), written with constant indices;
+// values past K are selected to zero.
+function registerLoadA(tm: number, vecA: boolean): string {
   const za = (idx: string, kk: string) => `select(0.0, a[${idx}], ${kk} < p.k)`;
-  const zb = (idx: string, kk: string) => `select(0.0, b[${idx}], ${kk} < p.k)`;
-  // A fragment av[i] = A_op(row+i, k..k+3), written with constant indices.
   let loadA = "if (!TRANS_A) {\n";
   for (let i = 0; i < tm; i++) {
     const base = `aBase + (row + ${i}u) * p.k + k`;
@@ -115,8 +132,15 @@ export function registerWgsl(t: RegisterTile, vecA: boolean, vecB: boolean): str
       }
     }
   }
-  loadA += "}\n";
-  // B fragment for one kk: bn_j = B_op(k+kk, col0 + 4j .. 4j+3).
+  return loadA + "}\n";
+}
+
+// The B fragments: `loadB` for one kk (bn_j = B_op(k+kk, col0 + 4j .. 4j+3));
+// for transposed B, `loadBt` loads the 4×TN block before the kk loop (vec4
+// along K) and `pickBt` picks bn_j out of it for one kk.
+function registerLoadB(tn: number, vecB: boolean) {
+  const tn4 = tn / 4;
+  const zb = (idx: string, kk: string) => `select(0.0, b[${idx}], ${kk} < p.k)`;
   let loadB = "";
   for (let j = 0; j < tn4; j++) {
     const nn = `bBase + (k + kk) * p.n + col0 + ${4 * j}u`;
@@ -125,7 +149,6 @@ export function registerWgsl(t: RegisterTile, vecA: boolean, vecB: boolean): str
       : `vec4f(b[${nn}], b[${nn} + 1u], b[${nn} + 2u], b[${nn} + 3u])`;
     loadB += `let bn${j} = select(vec4f(0.0), ${v}, k + kk < p.k);\n`;
   }
-  // Transposed B: load the 4×TN block before the kk loop (vec4 along K).
   let loadBt = "";
   for (let j = 0; j < tn; j++) {
     const kb = `bBase + (col0 + ${j}u) * p.k + k`;
@@ -140,15 +163,27 @@ export function registerWgsl(t: RegisterTile, vecA: boolean, vecB: boolean): str
     const q = [0, 1, 2, 3].map((e) => `bt${4 * j + e}[kk]`).join(", ");
     pickBt += `let bn${j} = vec4f(${q});\n`;
   }
-  let fma = "";
-  for (let j = 0; j < tn4; j++) fma += `acc[i][${j}] = fma(vec4f(x), bn${j}, acc[i][${j}]);\n`;
-  return /* wgsl */ `${TRANS_OVERRIDES}${EPILOGUE_OVERRIDES}
-struct P { m: u32, k: u32, n: u32, sa: u32, sb: u32, sc: u32, oa: u32, ob: u32, oc: u32 }
-@group(0) @binding(0) var<storage, read> a: array<${vecA ? "vec4f" : "f32"}>;
-@group(0) @binding(1) var<storage, read> b: array<${vecB ? "vec4f" : "f32"}>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
-@group(1) @binding(0) var<uniform> p: P;
+  return { loadB, loadBt, pickBt };
+}
+
+/**
+ * WGSL of the buffer-fed register kernel. `vecA` / `vecB` choose vec4
+ * bindings: along K for A (M for A when TRANS_A), along N for B (K for B
+ * when TRANS_B); the launcher picks them only when that axis is a multiple
+ * of 4, so every vec4 starts on an element index divisible by 4. K is walked
+ * in blocks of 4 rounded up: values past K are selected to zero (the loads
+ * themselves are clamped in bounds), which keeps the code (and llvmpipe's
+ * compile time) smaller than a separate tail loop.
+ *
+ * Launch: workgroup (wx, wy), each invocation a tm × tn tile of C: grid
+ * (⌈n / (tn·wx)⌉, ⌈m / (tm·wy)⌉, batch).
+ */
+export function registerWgsl(t: RegisterTile, vecA: boolean, vecB: boolean): string {
+  const { tm, tn, wx, wy } = t;
+  const tn4 = tn / 4;
+  if (tn % 4 !== 0 || (vecA && tm % 4 !== 0)) throw new Error(`Bad register tile ${tm}x${tn}`);
+  const { loadB, loadBt, pickBt } = registerLoadB(tn, vecB);
+  return /* wgsl */ `${bufferFedHeader(vecA ? "vec4f" : "f32", vecB ? "vec4f" : "f32")}
 
 @compute @workgroup_size(${wx}, ${wy})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
@@ -160,24 +195,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   var acc: array<array<vec4f, ${tn4}>, ${tm}>;
   for (var k = 0u; k < p.k; k += 4u) {
     var av: array<vec4f, ${tm}>;
-    ${loadA}
+    ${registerLoadA(tm, vecA)}
     if (!TRANS_B) {
-      for (var kk = 0u; kk < 4u; kk++) {
-        ${loadB}
-        for (var i = 0u; i < ${tm}u; i++) {
-          let x = av[i][kk];
-          ${fma}
-        }
-      }
+      ${kkLoop(tm, tn4, loadB)}
     } else {
       ${loadBt}
-      for (var kk = 0u; kk < 4u; kk++) {
-        ${pickBt}
-        for (var i = 0u; i < ${tm}u; i++) {
-          let x = av[i][kk];
-          ${fma}
-        }
-      }
+      ${kkLoop(tm, tn4, pickBt)}
     }
   }
   ${epilogue(tm, tn4, "p.n", "")}
@@ -194,12 +217,8 @@ export function textureWgsl(t: RegisterTile): string {
   const { tm, tn, wx, wy } = t;
   const tn4 = tn / 4;
   if (tn % 4 !== 0) throw new Error(`Bad texture tile ${tm}x${tn}`);
-  let loadB = "";
-  let fma = "";
-  for (let j = 0; j < tn4; j++) {
-    loadB += `let bn${j} = textureLoad(bt, vec2u(col4 + ${j}u, kr));\n`;
-    fma += `acc[i][${j}] = fma(vec4f(x), bn${j}, acc[i][${j}]);\n`;
-  }
+  let loadB = "let kr = br + k4 * 4u + kk;\n";
+  for (let j = 0; j < tn4; j++) loadB += `let bn${j} = textureLoad(bt, vec2u(col4 + ${j}u, kr));\n`;
   return /* wgsl */ `${EPILOGUE_OVERRIDES}
 struct P { m: u32, k: u32, n: u32, bRows: u32, sc: u32, oc: u32, ldc: u32, ob: u32 }
 @group(0) @binding(0) var at: texture_storage_2d<rgba32float, read>;
@@ -221,14 +240,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   for (var k4 = 0u; k4 < kt; k4++) {
     var av: array<vec4f, ${tm}>;
     for (var i = 0u; i < ${tm}u; i++) { av[i] = textureLoad(at, vec2u(k4, ar + i)); }
-    for (var kk = 0u; kk < 4u; kk++) {
-      let kr = br + k4 * 4u + kk;
-      ${loadB}
-      for (var i = 0u; i < ${tm}u; i++) {
-        let x = av[i][kk];
-        ${fma}
-      }
-    }
+    ${kkLoop(tm, tn4, loadB)}
   }
   ${epilogue(tm, tn4, "p.ldc", "p.ob + ")}
 }

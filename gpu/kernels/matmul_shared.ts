@@ -16,6 +16,7 @@
  * C (read_write). Group 1: params (m, k, n, batch strides sa/sb/sc, element
  * offsets oa/ob/oc). Launch: grid (ceil(N / BN), ceil(M / BM), batch).
  */
+import { bufferFedHeader } from "./matmul_register.ts";
 
 /** Tile shape of the workgroup-memory kernel. */
 export interface SharedTile {
@@ -31,23 +32,58 @@ export interface SharedTile {
   bk: number;
 }
 
-/** WGSL of the workgroup-memory tiled kernel for one tile shape. */
+/** Where `stageWgsl` copies one operand's K slice from. */
+interface Stage {
+  /** The operand, "A" or "B" (read from binding a or b, staged into As or Bs). */
+  x: string;
+  /** WGSL condition: the operand is stored K-contiguous (rows × K). */
+  kc: string;
+  /** Rows (of M or N) of the tile. */
+  span: number;
+  /** Depth of the K slice. */
+  bk: number;
+  /** Invocations of the workgroup, which share the copy. */
+  threads: number;
+  /** First row of the tile. */
+  start: string;
+  /** Rows of the operand (M or N). */
+  limit: string;
+  /** Element offset of the operand's batch. */
+  base: string;
+}
+
+// Copies the span × bk slice of A or B at k0 into workgroup memory
+// (Xs[kk·span + r]), zero past the matrix; consecutive invocations read
+// consecutive elements of the stored layout.
+function stageWgsl(s: Stage): string {
+  const src = s.x.toLowerCase();
+  return /* wgsl */ `for (var e = li; e < ${s.span * s.bk}u; e += ${s.threads}u) {
+      var r: u32; var kk: u32;
+      if (${s.kc}) { r = e / ${s.bk}u; kk = e % ${s.bk}u; }
+      else { kk = e / ${s.span}u; r = e % ${s.span}u; }
+      let gr = ${s.start} + r;
+      let gk = k0 + kk;
+      var v = 0.0;
+      if (gr < ${s.limit} && gk < p.k) {
+        v = ${src}[select(${s.base} + gk * ${s.limit} + gr, ${s.base} + gr * p.k + gk, ${s.kc})];
+      }
+      ${s.x}s[kk * ${s.span}u + r] = v;
+    }`;
+}
+
+/**
+ * WGSL of the workgroup-memory tiled kernel for one tile shape. Launch:
+ * workgroup (wx, wy), each workgroup a (tm·wy) × (tn·wx) tile of C, staged
+ * through workgroup memory bk deep; grid (⌈n / (tn·wx)⌉, ⌈m / (tm·wy)⌉, batch).
+ */
 export function sharedWgsl(t: SharedTile): string {
   const { tm, tn, wx, wy, bk } = t;
   const bm = tm * wy;
   const bn = tn * wx;
   const threads = wx * wy;
-  return /* wgsl */ `
-override TRANS_A: bool = false;
-override TRANS_B: bool = false;
-override HAS_BIAS: bool = false;
-override ACCUMULATE: bool = false;
-struct P { m: u32, k: u32, n: u32, sa: u32, sb: u32, sc: u32, oa: u32, ob: u32, oc: u32 }
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
-@group(1) @binding(0) var<uniform> p: P;
+  const stage = (x: string, kc: string, span: number, start: string, limit: string, base: string) =>
+    stageWgsl({ x, kc, span, bk, threads, start, limit, base });
+  return /* wgsl */ `${bufferFedHeader("f32", "f32")}
 
 var<workgroup> As: array<f32, ${bk * bm}>;
 var<workgroup> Bs: array<f32, ${bk * bn}>;
@@ -62,28 +98,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   let cBase = p.oc + wid.z * p.sc;
   var acc: array<array<f32, ${tn}>, ${tm}>;
   for (var k0 = 0u; k0 < p.k; k0 += ${bk}u) {
-    for (var e = li; e < ${bm * bk}u; e += ${threads}u) {
-      var m: u32; var kk: u32;
-      if (TRANS_A) { kk = e / ${bm}u; m = e % ${bm}u; } else { m = e / ${bk}u; kk = e % ${bk}u; }
-      let gm = tileRow + m;
-      let gk = k0 + kk;
-      var v = 0.0;
-      if (gm < p.m && gk < p.k) {
-        v = a[select(aBase + gm * p.k + gk, aBase + gk * p.m + gm, TRANS_A)];
-      }
-      As[kk * ${bm}u + m] = v;
-    }
-    for (var e = li; e < ${bn * bk}u; e += ${threads}u) {
-      var n: u32; var kk: u32;
-      if (TRANS_B) { n = e / ${bk}u; kk = e % ${bk}u; } else { kk = e / ${bn}u; n = e % ${bn}u; }
-      let gn = tileCol + n;
-      let gk = k0 + kk;
-      var v = 0.0;
-      if (gn < p.n && gk < p.k) {
-        v = b[select(bBase + gk * p.n + gn, bBase + gn * p.k + gk, TRANS_B)];
-      }
-      Bs[kk * ${bn}u + n] = v;
-    }
+    ${stage("A", "!TRANS_A", bm, "tileRow", "p.m", "aBase")}
+    ${stage("B", "TRANS_B", bn, "tileCol", "p.n", "bBase")}
     workgroupBarrier();
     for (var kk = 0u; kk < ${bk}u; kk++) {
       var ar: array<f32, ${tm}>;

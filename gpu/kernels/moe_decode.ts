@@ -77,7 +77,7 @@
  * it would shrink dense's time (all loads) more than the sparse path's
  * (where the per-call floor is most of the time).
  */
-import type { Kernel } from "../kernel.ts";
+import { defineKernel } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
 import { dummyBuffer } from "../scratch.ts";
 import { ceilDiv, MAX_WORKGROUPS_PER_DIM, Params } from "../util.ts";
@@ -417,14 +417,6 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 `;
 }
 
-const kernels = new Map<string, Kernel>();
-
-function kernel(name: string, make: () => string): Kernel {
-  let k = kernels.get(name);
-  if (!k) kernels.set(name, k = { name, code: make() });
-  return k;
-}
-
 // ---- strategy ------------------------------------------------------------------------
 
 /**
@@ -495,6 +487,21 @@ export interface MoeDecodeWeights {
   router: GPUBuffer | null;
 }
 
+function checkDecodeSizes(sz: MoeDecodeSizes, routed: boolean): void {
+  const { N, C, dff, E, k } = sz;
+  const s = dff / E;
+  if (!Number.isInteger(s) || s < 1 || k < 1 || k > E || C < 1) {
+    throw new RangeError(`moeDecodeKernel: bad sizes ${JSON.stringify(sz)}`);
+  }
+  if (!routed && k !== E) throw new RangeError(`moeDecodeKernel: k ${k} < E ${E} needs a router`);
+  if (routed && E > MOE_DECODE_MAX_EXPERTS) {
+    throw new RangeError(`moeDecodeKernel: ${E} experts exceed ${MOE_DECODE_MAX_EXPERTS}`);
+  }
+  if (N > MAX_WORKGROUPS_PER_DIM) {
+    throw new RangeError(`moeDecodeKernel: ${N} tokens exceed ${MAX_WORKGROUPS_PER_DIM}`);
+  }
+}
+
 /**
  * Records the decode FFN of N tokens: out (N, C) f32 from h (N, C) f32,
  * routing each token to its top k of E experts when `w.router` is given,
@@ -515,16 +522,7 @@ export function moeDecodeKernel(
   const { N, C, dff, E, k } = sz;
   const s = dff / E;
   const routed = w.router !== null;
-  if (!Number.isInteger(s) || s < 1 || k < 1 || k > E || C < 1) {
-    throw new RangeError(`moeDecodeKernel: bad sizes ${JSON.stringify(sz)}`);
-  }
-  if (!routed && k !== E) throw new RangeError(`moeDecodeKernel: k ${k} < E ${E} needs a router`);
-  if (routed && E > MOE_DECODE_MAX_EXPERTS) {
-    throw new RangeError(`moeDecodeKernel: ${E} experts exceed ${MOE_DECODE_MAX_EXPERTS}`);
-  }
-  if (N > MAX_WORKGROUPS_PER_DIM) {
-    throw new RangeError(`moeDecodeKernel: ${N} tokens exceed ${MAX_WORKGROUPS_PER_DIM}`);
-  }
+  checkDecodeSizes(sz, routed);
   const wgBytes = g.device.limits.maxComputeWorkgroupStorageSize;
   const plan = strategy ?? moeDecodeStrategy(sz, routed, wgBytes);
   if (N === 0) return plan;
@@ -554,7 +552,7 @@ export function moeDecodeKernel(
     }
     const parts = Math.max(1, Math.min(plan.parts, C4));
     g.recorder.dispatch({
-      kernel: kernel(
+      kernel: defineKernel(
         `moe_decode.fused_${tag}_a${caps.wact}`,
         () => fusedWgsl(routed, vecX, vecW, caps.e, caps.wact, tt),
       ),
@@ -570,13 +568,13 @@ export function moeDecodeKernel(
   const actBuf = g.pool.acquire(N * units * 16, "moe_decode.act");
   const sel = routed ? g.pool.acquire(N * k * 4, "moe_decode.sel") : null;
   g.recorder.dispatch({
-    kernel: kernel(`moe_decode.up_${tag}`, () => upWgsl(routed, vecX, caps.e, tt)),
+    kernel: defineKernel(`moe_decode.up_${tag}`, () => upWgsl(routed, vecX, caps.e, tt)),
     buffers: routed ? [h, w.fcW, b1, w.router!, actBuf, sel!] : [h, w.fcW, b1, actBuf],
     params: params(0),
     workgroups: [ceilDiv(units, MOE_DECODE_WG), tiles],
   });
   g.recorder.dispatch({
-    kernel: kernel(`moe_decode.down_${tag}`, () => downWgsl(routed, vecW, vecX, tt)),
+    kernel: defineKernel(`moe_decode.down_${tag}`, () => downWgsl(routed, vecW, vecX, tt)),
     buffers: routed ? [actBuf, w.projW, b2, sel!, out] : [actBuf, w.projW, b2, out],
     params: params(0),
     workgroups: [ceilDiv(C4, MOE_DECODE_WG), tiles],

@@ -14,15 +14,18 @@
  *            when cols is a multiple of 4), 256 per workgroup, 2-D grid.
  * Bindings: inputs, then the output; params in group 1.
  */
+import { defineKernel, defineLaneKernels } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
-import { ceilDiv, grid1d, Params } from "../util.ts";
+import { ceilDiv, Params } from "../util.ts";
+import { bindings, flatEntry, hsum, type Lane } from "../wgsl.ts";
 
 /** WGSL of sumRows. */
 export const SUM_ROWS_WGSL = /* wgsl */ `
-struct P { rows: u32, cols: u32 }
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(1) @binding(0) var<uniform> p: P;
+${bindings`
+  params rows: u32, cols: u32
+  read   x: array<f32>
+  write  out: array<f32>
+`}
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
@@ -38,10 +41,11 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 export const SUM_PARTIAL_WGSL = /* wgsl */ `
 // POSITIVE counts x > 0 instead of summing x (the activation ratio of a ReLU output).
 override POSITIVE: bool = false;
-struct P { n: u32 }
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> partial: array<f32>;
-@group(1) @binding(0) var<uniform> p: P;
+${bindings`
+  params n: u32
+  read   x: array<f32>
+  write  partial: array<f32>
+`}
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
@@ -56,10 +60,11 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 
 /** WGSL of the second sumAll pass: out[0] = scale * sum(partial[0..256)). */
 export const SUM_FINAL_WGSL = /* wgsl */ `
-struct P { scale: f32 }
-@group(0) @binding(0) var<storage, read> partial: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(1) @binding(0) var<uniform> p: P;
+${bindings`
+  params scale: f32
+  read   partial: array<f32>
+  write  out: array<f32>
+`}
 
 @compute @workgroup_size(1)
 fn main() {
@@ -69,9 +74,9 @@ fn main() {
 }
 `;
 
-const SUM_ROWS = { name: "reduce.sum_rows", code: SUM_ROWS_WGSL };
-const SUM_PARTIAL = { name: "reduce.sum_partial", code: SUM_PARTIAL_WGSL };
-const SUM_FINAL = { name: "reduce.sum_final", code: SUM_FINAL_WGSL };
+const SUM_ROWS = defineKernel("reduce.sum_rows", () => SUM_ROWS_WGSL);
+const SUM_PARTIAL = defineKernel("reduce.sum_partial", () => SUM_PARTIAL_WGSL);
+const SUM_FINAL = defineKernel("reduce.sum_final", () => SUM_FINAL_WGSL);
 
 /** out[j] = sum over rows of x[row, j]; x is (rows, cols). */
 export function sumRowsKernel(
@@ -119,64 +124,41 @@ export function sumAllKernel(
   g.pool.release(partial);
 }
 
-function sumLastSource(t: string): string {
-  const hsum = t === "f32" ? "v" : "v.x + v.y + v.z + v.w";
+function sumLastSource(t: Lane): string {
   return /* wgsl */ `
 alias T = ${t};
-struct P { rows: u32, cols: u32, scale: f32, nx: u32 }
-@group(0) @binding(0) var<storage, read> x: array<T>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(1) @binding(0) var<uniform> p: P;
+${bindings`
+  params rows: u32, cols: u32, scale: f32
+  read   x: array<T>
+  write  out: array<f32>
+`}
 
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let r = gid.y * p.nx * 64u + gid.x;
-  if (r >= p.rows) { return; }
+${flatEntry(64, { id: "r", bound: "p.rows" })}
   var s = T(0.0);
   for (var j = 0u; j < p.cols; j++) { s += x[r * p.cols + j]; }
-  let v = s;
-  out[r] = (${hsum}) * p.scale;
+  out[r] = (${hsum(t, "s")}) * p.scale;
 }
 `;
 }
 
-/** WGSL of sumLast, scalar loads. */
-export const SUM_LAST_WGSL = sumLastSource("f32");
-/** WGSL of sumLast, vec4 loads (cols counted in vec4s). */
-export const SUM_LAST4_WGSL = sumLastSource("vec4f");
+/** WGSL of expandRows, one `lane` of out per thread (n and cols counted in lanes). */
+function expandRowsSource(lane: Lane): string {
+  return /* wgsl */ `
+${bindings`
+  params n: u32, cols: u32, scale: f32
+  read   src: array<f32>
+  write  out: array<${lane}>
+`}
 
-/** WGSL of expandRows, one element per thread. */
-export const EXPAND_ROWS_WGSL = /* wgsl */ `
-struct P { n: u32, cols: u32, scale: f32, nx: u32 }
-@group(0) @binding(0) var<storage, read> src: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(1) @binding(0) var<uniform> p: P;
-
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let i = gid.y * p.nx * 256u + gid.x;
-  if (i < p.n) { out[i] = src[i / p.cols] * p.scale; }
+${flatEntry(256)}
+  out[i] = ${lane}(src[i / p.cols] * p.scale);
 }
 `;
-
-/** WGSL of expandRows, one vec4 per thread (n and cols counted in vec4s). */
-export const EXPAND_ROWS4_WGSL = /* wgsl */ `
-struct P { n: u32, cols: u32, scale: f32, nx: u32 }
-@group(0) @binding(0) var<storage, read> src: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<vec4f>;
-@group(1) @binding(0) var<uniform> p: P;
-
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let i = gid.y * p.nx * 256u + gid.x;
-  if (i < p.n) { out[i] = vec4f(src[i / p.cols] * p.scale); }
 }
-`;
 
-const SUM_LAST = { name: "reduce.sum_last", code: SUM_LAST_WGSL };
-const SUM_LAST4 = { name: "reduce.sum_last4", code: SUM_LAST4_WGSL };
-const EXPAND_ROWS = { name: "reduce.expand_rows", code: EXPAND_ROWS_WGSL };
-const EXPAND_ROWS4 = { name: "reduce.expand_rows4", code: EXPAND_ROWS4_WGSL };
+// Scalar or vec4 lanes.
+const SUM_LAST = defineLaneKernels("reduce.sum_last", sumLastSource);
+const EXPAND_ROWS = defineLaneKernels("reduce.expand_rows", expandRowsSource);
 
 /** out[r] = scale * sum_j x[r, j]; x is (rows, cols), out is (rows). */
 export function sumLastKernel(
@@ -189,12 +171,10 @@ export function sumLastKernel(
 ): void {
   if (rows === 0) return;
   const vec = cols % 4 === 0;
-  const [nx, ny] = grid1d(ceilDiv(rows, 64));
-  g.recorder.dispatch({
-    kernel: vec ? SUM_LAST4 : SUM_LAST,
+  g.recorder.dispatchFlat(rows, 64, {
+    kernel: SUM_LAST(vec),
     buffers: [x, out],
-    params: new Params().u32(rows).u32(vec ? cols / 4 : cols).f32(scale).u32(nx),
-    workgroups: [nx, ny],
+    params: new Params().u32(rows).u32(vec ? cols / 4 : cols).f32(scale),
   });
 }
 
@@ -211,11 +191,9 @@ export function expandRowsKernel(
   if (n === 0) return;
   const vec = cols % 4 === 0;
   const lanes = vec ? n / 4 : n;
-  const [nx, ny] = grid1d(ceilDiv(lanes, 256));
-  g.recorder.dispatch({
-    kernel: vec ? EXPAND_ROWS4 : EXPAND_ROWS,
+  g.recorder.dispatchFlat(lanes, 256, {
+    kernel: EXPAND_ROWS(vec),
     buffers: [src, out],
-    params: new Params().u32(lanes).u32(vec ? cols / 4 : cols).f32(scale).u32(nx),
-    workgroups: [nx, ny],
+    params: new Params().u32(lanes).u32(vec ? cols / 4 : cols).f32(scale),
   });
 }

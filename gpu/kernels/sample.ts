@@ -28,15 +28,17 @@
  * Bindings: logits (read), out; params in group 1.
  */
 import { ORDER_KEY_WGSL } from "./topk.ts";
+import { defineKernel } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
-import { ceilDiv, grid1d, Params } from "../util.ts";
+import { Params } from "../util.ts";
+import { flatEntry } from "../wgsl.ts";
 
 /** WGSL of sample.rows. */
 export const SAMPLE_WGSL = /* wgsl */ `
 struct P {
   rows: u32, V: u32, inStride: u32, inOffset: u32,
   outStride: u32, outCol: u32, k: u32, greedy: u32,
-  seedLo: u32, seedHi: u32, step: u32, nx: u32,
+  seedLo: u32, seedHi: u32, step: u32,
   invTemp: f32,
 }
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
@@ -50,10 +52,7 @@ fn pcg(v: u32) -> u32 {
 }
 
 ${ORDER_KEY_WGSL}
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let r = gid.y * p.nx * 64u + gid.x;
-  if (r >= p.rows) { return; }
+${flatEntry(64, { id: "r", bound: "p.rows" })}
   let o = p.inOffset + r * p.inStride;
   var best = 0u;
   var bestKey = orderKey(logits[o]);
@@ -109,7 +108,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 }
 `;
 
-const SAMPLE = { name: "sample.rows", code: SAMPLE_WGSL };
+const SAMPLE = defineKernel("sample.rows", () => SAMPLE_WGSL);
 
 /** How tokens are drawn. */
 export interface SampleParams {
@@ -169,16 +168,14 @@ export function sampleKernel(
 ): void {
   if (layout.rows === 0) return;
   const [lo, hi] = seedWords(s.seed);
-  const [nx, ny] = grid1d(ceilDiv(layout.rows, 64));
   const greedy = s.temperature === 0;
-  g.recorder.dispatch({
+  g.recorder.dispatchFlat(layout.rows, 64, {
     kernel: SAMPLE,
     buffers: [logits, out],
     params: new Params()
       .u32(layout.rows).u32(layout.V).u32(layout.inStride).u32(layout.inOffset)
       .u32(layout.outStride).u32(layout.outCol).u32(s.topK).u32(greedy ? 1 : 0)
-      .u32(lo).u32(hi).u32(s.step).u32(nx)
+      .u32(lo).u32(hi).u32(s.step)
       .f32(greedy ? 0 : 1 / s.temperature),
-    workgroups: [nx, ny],
   });
 }

@@ -13,31 +13,31 @@
  * ~1024. Rows are read as vec4s when C is a multiple of 4 (C is then counted
  * in vec4s in the params).
  */
+import { defineLaneKernels, type Kernel } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
-import { ceilDiv, grid1d, Params } from "../util.ts";
+import { Params } from "../util.ts";
+import { bindings, flatEntry, hsum, type Lane } from "../wgsl.ts";
 
 const WG = 64;
 
-function header(t: string): string {
+function header(t: Lane): string {
   const vec = t !== "f32";
   return /* wgsl */ `
 alias T = ${t};
-struct P { rows: u32, c: u32, nx: u32 }
-fn hsum(v: T) -> f32 { return ${vec ? "v.x + v.y + v.z + v.w" : "v"}; }
+fn hsum(v: T) -> f32 { return ${hsum(t)}; }
 fn hmax(v: T) -> f32 { return ${vec ? "max(max(v.x, v.y), max(v.z, v.w))" : "v"}; }
 `;
 }
 
-function forwardSource(t: string): string {
+function forwardSource(t: Lane): string {
   return header(t) + /* wgsl */ `
-@group(0) @binding(0) var<storage, read> x: array<T>;
-@group(0) @binding(1) var<storage, read_write> y: array<T>;
-@group(1) @binding(0) var<uniform> p: P;
+${bindings`
+  params rows: u32, c: u32
+  read   x: array<T>
+  write  y: array<T>
+`}
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let r = gid.y * p.nx * ${WG}u + gid.x;
-  if (r >= p.rows) { return; }
+${flatEntry(WG, { id: "r", bound: "p.rows" })}
   let base = r * p.c;
   var mv = x[base];
   for (var j = 1u; j < p.c; j++) { mv = max(mv, x[base + j]); }
@@ -50,17 +50,15 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 `;
 }
 
-function backwardSource(t: string): string {
+function backwardSource(t: Lane): string {
   return header(t) + /* wgsl */ `
-@group(0) @binding(0) var<storage, read> y: array<T>;
-@group(0) @binding(1) var<storage, read> dy: array<T>;
-@group(0) @binding(2) var<storage, read_write> dx: array<T>;
-@group(1) @binding(0) var<uniform> p: P;
+${bindings`
+  params rows: u32, c: u32
+  read   y: array<T>, dy: array<T>
+  write  dx: array<T>
+`}
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let r = gid.y * p.nx * ${WG}u + gid.x;
-  if (r >= p.rows) { return; }
+${flatEntry(WG, { id: "r", bound: "p.rows" })}
   let base = r * p.c;
   var s = T(0.0);
   for (var j = 0u; j < p.c; j++) { s += dy[base + j] * y[base + j]; }
@@ -70,42 +68,37 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 `;
 }
 
-/** WGSL of the forward, scalar loads. */
-export const SOFTMAX_FORWARD_WGSL = forwardSource("f32");
-/** WGSL of the forward, vec4 loads (C counted in vec4s). */
-export const SOFTMAX_FORWARD4_WGSL = forwardSource("vec4f");
-/** WGSL of the backward, scalar loads. */
-export const SOFTMAX_BACKWARD_WGSL = backwardSource("f32");
-/** WGSL of the backward, vec4 loads (C counted in vec4s). */
-export const SOFTMAX_BACKWARD4_WGSL = backwardSource("vec4f");
+// Scalar or vec4 loads (C counted in lanes).
+const FORWARD = defineLaneKernels("softmax.forward", forwardSource);
+const BACKWARD = defineLaneKernels("softmax.backward", backwardSource);
 
-const FORWARD = { name: "softmax.forward", code: SOFTMAX_FORWARD_WGSL };
-const FORWARD4 = { name: "softmax.forward4", code: SOFTMAX_FORWARD4_WGSL };
-const BACKWARD = { name: "softmax.backward", code: SOFTMAX_BACKWARD_WGSL };
-const BACKWARD4 = { name: "softmax.backward4", code: SOFTMAX_BACKWARD4_WGSL };
+/** Sizes of a softmax launch: rows of length c. */
+export interface SoftmaxSizes {
+  /** Rows (product of the leading dims). */
+  rows: number;
+  /** Length of a row (the last dim). */
+  c: number;
+}
 
-function launch(rows: number, c: number) {
+// One thread per row, vec4 loads when c is a multiple of 4.
+function dispatchRows(
+  g: Gpu,
+  kernel: (vec4: boolean) => Kernel,
+  buffers: GPUBuffer[],
+  { rows, c }: SoftmaxSizes,
+): void {
+  if (rows === 0 || c === 0) return;
   const vec = c % 4 === 0;
-  const [nx, ny] = grid1d(ceilDiv(rows, WG));
-  return { vec, nx, ny, params: new Params().u32(rows).u32(vec ? c / 4 : c).u32(nx) };
+  g.recorder.dispatchFlat(rows, WG, {
+    kernel: kernel(vec),
+    buffers,
+    params: new Params().u32(rows).u32(vec ? c / 4 : c),
+  });
 }
 
 /** y = softmax(x) over rows of length c; x and y are (rows, c). */
-export function softmaxForward(
-  g: Gpu,
-  y: GPUBuffer,
-  x: GPUBuffer,
-  rows: number,
-  c: number,
-): void {
-  if (rows === 0 || c === 0) return;
-  const { vec, nx, ny, params } = launch(rows, c);
-  g.recorder.dispatch({
-    kernel: vec ? FORWARD4 : FORWARD,
-    buffers: [x, y],
-    params,
-    workgroups: [nx, ny],
-  });
+export function softmaxForward(g: Gpu, y: GPUBuffer, x: GPUBuffer, sz: SoftmaxSizes): void {
+  dispatchRows(g, FORWARD, [x, y], sz);
 }
 
 /** dx = y * (dy - rowsum(dy * y)), from the forward's output y. */
@@ -114,15 +107,7 @@ export function softmaxBackward(
   dx: GPUBuffer,
   y: GPUBuffer,
   dy: GPUBuffer,
-  rows: number,
-  c: number,
+  sz: SoftmaxSizes,
 ): void {
-  if (rows === 0 || c === 0) return;
-  const { vec, nx, ny, params } = launch(rows, c);
-  g.recorder.dispatch({
-    kernel: vec ? BACKWARD4 : BACKWARD,
-    buffers: [y, dy, dx],
-    params,
-    workgroups: [nx, ny],
-  });
+  dispatchRows(g, BACKWARD, [y, dy, dx], sz);
 }

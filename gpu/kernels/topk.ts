@@ -18,8 +18,10 @@
  * private arrays or workgroup memory; fine for expert counts (n ≤ a few
  * hundred). Bindings: x (read-only), out; params in group 1.
  */
+import { defineKernel } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
-import { ceilDiv, grid1d, Params } from "../util.ts";
+import { Params } from "../util.ts";
+import { bindings, flatEntry } from "../wgsl.ts";
 
 /** WGSL of topk.rows. */
 /**
@@ -36,16 +38,14 @@ fn orderKey(v: f32) -> u32 {
 `;
 
 export const TOPK_WGSL = /* wgsl */ `
-struct P { rows: u32, n: u32, k: u32, nx: u32 }
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<u32>;
-@group(1) @binding(0) var<uniform> p: P;
+${bindings`
+  params rows: u32, n: u32, k: u32
+  read   x: array<f32>
+  write  out: array<u32>
+`}
 
 ${ORDER_KEY_WGSL}
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let r = gid.y * p.nx * 64u + gid.x;
-  if (r >= p.rows) { return; }
+${flatEntry(64, { id: "r", bound: "p.rows" })}
   let base = r * p.n;
   var prevKey = 0u;
   var prevIdx = 0u;
@@ -69,7 +69,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 }
 `;
 
-const TOPK = { name: "topk.rows", code: TOPK_WGSL };
+const TOPK = defineKernel("topk.rows", () => TOPK_WGSL);
 
 /** out (rows, k) u32 = indices of the k largest of each row of x (rows, n), descending. */
 export function topkKernel(
@@ -81,11 +81,9 @@ export function topkKernel(
   k: number,
 ): void {
   if (rows * k === 0) return;
-  const [nx, ny] = grid1d(ceilDiv(rows, 64));
-  g.recorder.dispatch({
+  g.recorder.dispatchFlat(rows, 64, {
     kernel: TOPK,
     buffers: [x, out],
-    params: new Params().u32(rows).u32(n).u32(k).u32(nx),
-    workgroups: [nx, ny],
+    params: new Params().u32(rows).u32(n).u32(k),
   });
 }

@@ -34,8 +34,10 @@
  * per workgroup, 2-D grid past 65535 groups. No workgroup-shared tiling:
  * shared memory is slow on llvmpipe.
  */
+import { defineKernel } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
-import { ceilDiv, grid1d, Params } from "../util.ts";
+import { Params } from "../util.ts";
+import { bindings, flatEntry } from "../wgsl.ts";
 
 /** Most dims a permute can have after simplification (size-1 dims dropped, runs merged). */
 export const PERMUTE_MAX_DIMS = 8;
@@ -43,15 +45,13 @@ export const PERMUTE_MAX_DIMS = 8;
 function permuteSource(t: string): string {
   return /* wgsl */ `
 override RUN: u32 = 1u;
-struct P { n: u32, ndim: u32, nx: u32, pad: u32, shape: array<vec4u, 2>, stride: array<vec4u, 2> }
-@group(0) @binding(0) var<storage, read> x: array<${t}>;
-@group(0) @binding(1) var<storage, read_write> out: array<${t}>;
-@group(1) @binding(0) var<uniform> p: P;
+${bindings`
+  params n: u32, ndim: u32, pad0: u32, pad1: u32, shape: array<vec4u, 2>, stride: array<vec4u, 2>
+  read   x: array<${t}>
+  write  out: array<${t}>
+`}
 
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let i = gid.y * p.nx * 256u + gid.x;
-  if (i >= p.n) { return; }
+${flatEntry(256)}
   var rest = i;
   var src = 0u;
   for (var k = i32(p.ndim) - 1; k >= 0; k--) {
@@ -74,17 +74,14 @@ export const PERMUTE4_WGSL = permuteSource("vec4u");
 /** WGSL of the 4x4-tile permute (the innermost dim moves; sizes in tiles, offsets in u32s). */
 export const PERMUTE_TILE4_WGSL = /* wgsl */ `
 struct P {
-  n: u32, ndim: u32, nx: u32, sl: u32, ok: u32, pad0: u32, pad1: u32, pad2: u32,
+  n: u32, ndim: u32, sl: u32, ok: u32, pad0: u32, pad1: u32, pad2: u32, pad3: u32,
   shape: array<vec4u, 2>, sin: array<vec4u, 2>, sout: array<vec4u, 2>,
 }
 @group(0) @binding(0) var<storage, read> x: array<vec4u>;
 @group(0) @binding(1) var<storage, read_write> out: array<vec4u>;
 @group(1) @binding(0) var<uniform> p: P;
 
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let i = gid.y * p.nx * 256u + gid.x;
-  if (i >= p.n) { return; }
+${flatEntry(256)}
   var rest = i;
   var src = 0u;
   var dst = 0u;
@@ -109,9 +106,9 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 }
 `;
 
-const PERMUTE = { name: "transpose.permute", code: PERMUTE_WGSL };
-const PERMUTE_TILE4 = { name: "transpose.permute_tile4", code: PERMUTE_TILE4_WGSL };
-const PERMUTE4 = { name: "transpose.permute4", code: PERMUTE4_WGSL };
+const PERMUTE = defineKernel("transpose.permute", () => PERMUTE_WGSL);
+const PERMUTE_TILE4 = defineKernel("transpose.permute_tile4", () => PERMUTE_TILE4_WGSL);
+const PERMUTE4 = defineKernel("transpose.permute4", () => PERMUTE4_WGSL);
 
 /** A permute reduced to its simplest equivalent form. */
 export interface PermutePlan {
@@ -189,16 +186,14 @@ export function permuteKernel(
   shape[nd - 1] /= run;
   stride[nd - 1] *= run;
   const lanes = (vec ? n / 4 : n) / run;
-  const [nx, ny] = grid1d(ceilDiv(lanes, 256));
-  const params = new Params().u32(lanes).u32(nd).u32(nx).u32(0);
+  const params = new Params().u32(lanes).u32(nd).u32(0).u32(0);
   for (let k = 0; k < PERMUTE_MAX_DIMS; k++) params.u32(k < nd ? shape[k] : 1);
   for (let k = 0; k < PERMUTE_MAX_DIMS; k++) params.u32(k < nd ? stride[k] : 0);
-  g.recorder.dispatch({
+  g.recorder.dispatchFlat(lanes, 256, {
     kernel: vec ? PERMUTE4 : PERMUTE,
     constants: { RUN: run },
     buffers: [x, out],
     params,
-    workgroups: [nx, ny],
   });
 }
 
@@ -224,16 +219,14 @@ function permuteTile4(
   const sin = stride.map((st, k) => k === kDim || k === l ? 4 * st : st);
   const sout = outStride.map((st, k) => k === kDim || k === l ? 4 * st : st);
   const lanes = n / 16;
-  const [nx, ny] = grid1d(ceilDiv(lanes, 256));
-  const params = new Params().u32(lanes).u32(nd).u32(nx).u32(stride[l]).u32(outStride[kDim])
-    .u32(0).u32(0).u32(0);
+  const params = new Params().u32(lanes).u32(nd).u32(stride[l]).u32(outStride[kDim])
+    .u32(0).u32(0).u32(0).u32(0);
   for (const arr of [tiles, sin, sout]) {
     for (let k = 0; k < PERMUTE_MAX_DIMS; k++) params.u32(k < nd ? arr[k] : 0);
   }
-  g.recorder.dispatch({
+  g.recorder.dispatchFlat(lanes, 256, {
     kernel: PERMUTE_TILE4,
     buffers: [x, out],
     params,
-    workgroups: [nx, ny],
   });
 }

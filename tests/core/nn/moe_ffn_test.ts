@@ -35,7 +35,7 @@ import { linear } from "../../../core/ops/matmul.ts";
 import { tidy, tidyAsync } from "../../../core/scope.ts";
 import { noGrad, tapeSize } from "../../../core/tape.ts";
 import { readAll, tensor } from "../../../core/tensor.ts";
-import { MOE_PLAN_CHUNK } from "../../../gpu/kernels/moe.ts";
+import { MOE_PLAN_CHUNK } from "../../../gpu/kernels/moe_plan.ts";
 import {
   makeMoeData,
   type MoeCase,
