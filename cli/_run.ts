@@ -1,6 +1,6 @@
 /**
  * Runs a commander program and turns every way it can end into an exit code
- * and at most one line on stderr (SPEC 8): usage errors exit 2, errors the
+ * and at most one line on stderr: usage errors exit 2, errors the
  * toolchain raises on purpose (`SsdError`) and file-system errors exit 1, and
  * anything else is a bug, reported in one line with a hint to rerun with
  * `SSD_DEBUG=1`, which adds the stack trace.

@@ -1,7 +1,7 @@
 /**
- * `ssd eval CKPT`: the deterministic eval of SPEC 7 (mean next-token NLL over
+ * `ssd eval CKPT`: the deterministic eval (mean next-token NLL over
  * every token of the text) as a small table, or with `--json` one JSON
- * object with exactly SPEC 7's keys. A progress line with tokens/s and ETA
+ * object with exactly the keys nll, bpb, ppl, tokens, top_k. A progress line with tokens/s and ETA
  * goes to stderr when stderr is a terminal.
  */
 import { Command, InvalidArgumentError } from "commander";
@@ -71,7 +71,7 @@ export function evalCommand(): Command {
     });
 }
 
-/** The `--json` document: exactly the keys SPEC 7 fixes, in its order. */
+/** The `--json` document: exactly nll, bpb, ppl, tokens, top_k, in that order. */
 export function evalJson(r: EvalReport): Record<string, number | null> {
   return { nll: r.nll, bpb: r.bpb, ppl: r.ppl, tokens: r.tokens, top_k: r.top_k };
 }

@@ -1,7 +1,7 @@
 /**
  * `ssd profile CKPT...`: per FFN layer, how sparse the activations are and
  * which neurons fire, and between consecutive checkpoints how stable the
- * activation structure is (pattern similarity, SPEC 6). Tables on stdout,
+ * activation structure is (pattern similarity of the expert partitions). Tables on stdout,
  * `--json` one JSON document, `--out DIR` the per-neuron arrays as .npy
  * files; a progress line goes to stderr when stderr is a terminal.
  */

@@ -1,5 +1,5 @@
 /**
- * `ssd eval`: the deterministic protocol of SPEC 7 on a checkpoint. Every
+ * `ssd eval`: the deterministic evaluation protocol on a checkpoint. Every
  * token of `--data` (a text file or a folder of `.txt` files, all of it, no
  * split) or, without `--data`, of the embedded Brown Corpus's validation
  * split is scored once, in consecutive windows of ctx tokens
@@ -43,7 +43,7 @@ export const DEFAULT_EVAL_CONFIG: Readonly<Omit<EvalConfig, "checkpoint">> = Obj
   batch: 16,
 });
 
-/** What `runEval` returns: SPEC 7's numbers plus where they came from. */
+/** What `runEval` returns: nll, bpb, ppl, tokens, top_k, plus where they came from. */
 export interface EvalReport extends EvalResult {
   /** Experts per token for an MoE checkpoint; null when evaluated dense. */
   top_k: number | null;
@@ -92,7 +92,7 @@ export function requirePositiveInt(name: string, v: number): void {
 }
 
 /**
- * Experts per token for `--top-k` / `--dense` (SPEC 7): null for a dense
+ * Experts per token for `--top-k` / `--dense`: null for a dense
  * evaluation; for an MoE checkpoint its own top_k unless told otherwise.
  *
  * @throws ConfigError when --top-k is given for a dense checkpoint or exceeds the experts

@@ -1,6 +1,6 @@
 /**
  * Reading the runs of `ssd report`: a folder written by `ssd train` holds
- * `metrics.jsonl` (one SPEC 7 object per step, switch events, a final line)
+ * `metrics.jsonl` (one object per training step, switch events, a final line)
  * and checkpoints whose `ssd.train` metadata has the config (schedule,
  * switch threshold) and per-phase totals; only the newest checkpoint's
  * header is read. Every line and field the report uses is checked here, so
@@ -10,13 +10,14 @@
 import { basename, join, resolve } from "node:path";
 import { META_TRAIN, metaJson, readHeader } from "../../core/checkpoint.ts";
 import { ConfigError } from "../../core/errors.ts";
-import { Fields, type Json, show, uniqueNames } from "./_util.ts";
+import { Fields, type Json, show } from "../json_fields.ts";
+import { uniqueNames } from "./_util.ts";
 import type { AccountingState } from "../train/schedule.ts";
 
 /** Training phase of a step. */
 export type Phase = "dense" | "sparse";
 
-/** One training step of `metrics.jsonl` (SPEC 7 keys the report uses). */
+/** One training step of `metrics.jsonl` (the keys the report uses). */
 export interface StepRecord {
   /** Step number (1-based). */
   step: number;
