@@ -50,9 +50,16 @@ function temperatureArg(value: string): number {
 
 const encoder = new TextEncoder();
 
-async function writeAll(text: string): Promise<void> {
+/** Writes `text` to stdout; false once the reader has gone (`ssd generate ... | head`). */
+async function writeAll(text: string): Promise<boolean> {
   let bytes = encoder.encode(text);
-  while (bytes.length > 0) bytes = bytes.subarray(await Deno.stdout.write(bytes));
+  try {
+    while (bytes.length > 0) bytes = bytes.subarray(await Deno.stdout.write(bytes));
+  } catch (e) {
+    if (e instanceof Deno.errors.BrokenPipe) return false;
+    throw e;
+  }
+  return true;
 }
 
 /** Builds the `generate` subcommand. */
@@ -99,19 +106,24 @@ export function generateCommand(): Command {
       });
       // The first step loads and checks everything; only then does output start.
       let step = await stream.next();
-      if (flags.echo) await writeAll(flags.prompt);
       const dec = new ByteDecoder();
       let last = flags.echo ? flags.prompt : "";
-      while (!step.done) {
+      let open = !flags.echo || await writeAll(flags.prompt);
+      while (open && !step.done) {
         const text = dec.push(step.value);
         if (text) {
-          await writeAll(text);
+          open = await writeAll(text);
           last = text;
         }
         step = await stream.next();
       }
+      // A closed pipe ends the run quietly; return() releases the model.
+      if (!open) {
+        await stream.return(undefined);
+        return;
+      }
       const tail = dec.flush();
-      if (tail) await writeAll(tail);
+      if (tail && !(await writeAll(tail))) return;
       // A terminal gets its prompt back on a fresh line; piped output stays byte-exact.
       if (Deno.stdout.isTerminal() && !(tail || last).endsWith("\n")) await writeAll("\n");
     });

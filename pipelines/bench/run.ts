@@ -44,7 +44,7 @@ import { tensor } from "../../core/tensor.ts";
 import { autotuneMatmul } from "../../gpu/autotune.ts";
 import type { KernelTimes } from "../../gpu/recorder.ts";
 import { gpu, initGpu } from "../../gpu/runtime.ts";
-import { loadEvalTokens, requireByteTokenizer, requirePositiveInt } from "../eval.ts";
+import { loadEvalTokens, requireByteTokenizer, requirePositiveInt } from "../checks.ts";
 import { evaluateTokens } from "../../core/nn/token_nll.ts";
 import { DEFAULT_GENERATE_CONFIG } from "../generate.ts";
 import type { BenchJson, BenchRow, DecodeResult, PrefillResult } from "./json.ts";

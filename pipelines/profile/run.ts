@@ -87,7 +87,7 @@ import { noGrad } from "../../core/tape.ts";
 import { readAll, type Tensor, tensor } from "../../core/tensor.ts";
 import { autotuneMatmul } from "../../gpu/autotune.ts";
 import { gpu, initGpu } from "../../gpu/runtime.ts";
-import { requireByteTokenizer, requirePositiveInt } from "../eval.ts";
+import { requireByteTokenizer, requirePositiveInt } from "../checks.ts";
 
 /** Firing-frequency histogram bins. */
 export const HIST_BINS = 10;

@@ -20,7 +20,8 @@ import { tidyAsync } from "../../core/scope.ts";
 import { noGrad } from "../../core/tape.ts";
 import { tensor } from "../../core/tensor.ts";
 import { encode } from "../../core/tokenizer.ts";
-import { EVAL_CHUNK_WINDOWS, loadEvalTokens, runEval } from "../../pipelines/eval.ts";
+import { loadEvalTokens } from "../../pipelines/checks.ts";
+import { EVAL_CHUNK_WINDOWS, runEval } from "../../pipelines/eval.ts";
 import { setupGpu } from "../_helpers.ts";
 import { sampleText, TINY_CONFIG, writeTinyCheckpoint } from "./_tiny_checkpoint.ts";
 
