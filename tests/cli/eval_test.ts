@@ -1,7 +1,8 @@
 /**
- * `ssd eval` as a real subprocess: the table, `--json` with exactly SPEC 7's
- * keys and the same numbers as `runEval()` in process, and bad input (one
- * line on stderr, no stack trace, nothing on stdout, no file written).
+ * `ssd eval` as a real subprocess: the table, `--json` with exactly nll,
+ * bpb, ppl, tokens and top_k and the same numbers as `runEval()` in
+ * process, and bad input (one line on stderr, no stack trace, nothing on
+ * stdout, no file written).
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -90,6 +91,11 @@ Deno.test("ssd eval: bad input exits non-zero with one line and writes nothing",
     [["eval", ckpt, "--data", text, "--batch", "0"], 2, /--batch.*positive integer/],
     [["eval", ckpt, "--data", text, "--batch", "two"], 2, /--batch.*integer/],
     [["eval", ckpt, "--data", text, "--bogus"], 2, /unknown option '--bogus'/],
+    [
+      ["eval", ckpt, "--data", text, "--top-k", "2", "--dense"],
+      1,
+      /--top-k 2 and --dense contradict/,
+    ],
     [["eval"], 2, /missing required argument 'checkpoint'/],
   ];
   for (const [args, code, re] of cases) {
