@@ -6,6 +6,7 @@
  * `SSD_DEBUG=1`, which adds the stack trace.
  */
 import { Command, CommanderError } from "commander";
+import { DEBUG_STACKS } from "../gpu/debug.ts";
 import { SsdError } from "../core/errors.ts";
 
 /** Exit code of a successful run. */
@@ -37,11 +38,6 @@ export interface CliIo {
   debug: boolean;
 }
 
-function debugFromEnv(): boolean {
-  const raw = Deno.env.get("SSD_DEBUG");
-  return raw !== undefined && raw !== "" && raw !== "0";
-}
-
 const encoder = new TextEncoder();
 
 /** Stdout/stderr of the process, with `SSD_DEBUG` read from the environment. */
@@ -49,7 +45,7 @@ export function processIo(): CliIo {
   return {
     out: (text) => writeAll(Deno.stdout, text),
     err: (text) => writeAll(Deno.stderr, text),
-    debug: debugFromEnv(),
+    debug: DEBUG_STACKS,
   };
 }
 
