@@ -9,7 +9,7 @@
 import { Command, InvalidArgumentError } from "commander";
 import { ByteDecoder } from "../core/tokenizer.ts";
 import { DEFAULT_GENERATE_CONFIG, runGenerate } from "../pipelines/generate.ts";
-import { intArg, numArg } from "./_flags.ts";
+import { expertFlags, intArg, intAtLeast, numArg } from "./_flags.ts";
 
 /** Options of `ssd generate`, as commander parses them. */
 export interface GenerateFlags {
@@ -29,15 +29,6 @@ export interface GenerateFlags {
   seed: number;
   /** False with `--no-echo`: the prompt is not printed. */
   echo: boolean;
-}
-
-/** An integer flag value of at least `min` (commander usage error otherwise). */
-function atLeast(min: number, what: string) {
-  return (value: string): number => {
-    const n = intArg(value);
-    if (n < min) throw new InvalidArgumentError(`expected ${what}, got "${value}"`);
-    return n;
-  };
 }
 
 function temperatureArg(value: string): number {
@@ -65,14 +56,19 @@ async function writeAll(text: string): Promise<boolean> {
 /** Builds the `generate` subcommand. */
 export function generateCommand(): Command {
   const d = DEFAULT_GENERATE_CONFIG;
-  return new Command("generate")
+  const cmd = new Command("generate")
     .description(
       "sample text from a checkpoint, streamed to stdout as it is produced " +
         "(temperature, top-k, seeded: the same seed gives the same text)",
     )
     .argument("<checkpoint>", "checkpoint file (.safetensors) to sample from")
     .requiredOption("--prompt <text>", "text to continue (not empty)")
-    .option("--tokens <n>", "tokens (bytes) to generate", atLeast(0, "an integer >= 0"), d.tokens)
+    .option(
+      "--tokens <n>",
+      "tokens (bytes) to generate",
+      intAtLeast(0, "an integer >= 0"),
+      d.tokens,
+    )
     .option(
       "--temperature <t>",
       "softmax temperature; 0 = greedy (always the most likely byte)",
@@ -82,16 +78,11 @@ export function generateCommand(): Command {
     .option(
       "--sample-top-k <k>",
       "sample among the k most likely bytes; 0 = all",
-      atLeast(0, "an integer >= 0 (0 = all)"),
+      intAtLeast(0, "an integer >= 0 (0 = all)"),
       d.sample_top_k,
     )
-    .option("--seed <s>", "random seed", intArg, d.seed)
-    .option(
-      "--top-k <k>",
-      "experts per token for an MoE checkpoint (default: its top_k)",
-      atLeast(1, "an integer >= 1"),
-    )
-    .option("--dense", "run an MoE checkpoint with all experts")
+    .option("--seed <s>", "random seed", intArg, d.seed);
+  return expertFlags(cmd, "run an MoE checkpoint with all experts")
     .option("--no-echo", "do not print the prompt before the generated text")
     .action(async (checkpoint: string, flags: GenerateFlags) => {
       const stream = runGenerate({

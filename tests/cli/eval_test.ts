@@ -8,21 +8,13 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DEFAULT_EVAL_CONFIG, runEval } from "../../pipelines/eval.ts";
 import { setupGpu } from "../_helpers.ts";
-import {
-  listDir,
-  sampleText,
-  TINY_CONFIG,
-  truncateCopy,
-  writeTinyCheckpoint,
-} from "../pipelines/_tiny_checkpoint.ts";
+import { listDir, sampleText, TINY_CONFIG, truncateCopy } from "../pipelines/_tiny_checkpoint.ts";
 import { assertOneErrorLine, noAutotune, ssd } from "./_ssd.ts";
+import { scratchTiny } from "../pipelines/_scratch.ts";
 
 noAutotune();
 await setupGpu();
-const dir = await Deno.makeTempDir({ prefix: "ssd_cli_eval_" });
-globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
-const ckpt = join(dir, "tiny.safetensors");
-await writeTinyCheckpoint(ckpt);
+const { dir, ckpt } = await scratchTiny("ssd_cli_eval_");
 const text = join(dir, "text.txt");
 await Deno.writeTextFile(text, sampleText(300));
 

@@ -8,15 +8,13 @@ import { join } from "node:path";
 import { decode } from "../../core/tokenizer.ts";
 import { type GenerateConfig, runGenerate } from "../../pipelines/generate.ts";
 import { setupGpu } from "../_helpers.ts";
-import { listDir, truncateCopy, writeTinyCheckpoint } from "../pipelines/_tiny_checkpoint.ts";
+import { listDir, truncateCopy } from "../pipelines/_tiny_checkpoint.ts";
 import { assertOneErrorLine, noAutotune, ssd, ssdHead } from "./_ssd.ts";
+import { scratchTiny } from "../pipelines/_scratch.ts";
 
 noAutotune();
 await setupGpu();
-const dir = await Deno.makeTempDir({ prefix: "ssd_cli_generate_" });
-globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
-const ckpt = join(dir, "tiny.safetensors");
-await writeTinyCheckpoint(ckpt, { seed: 3 });
+const { dir, ckpt } = await scratchTiny("ssd_cli_generate_", { seed: 3 });
 
 async function inProcess(c: Omit<GenerateConfig, "checkpoint">): Promise<number[]> {
   const out: number[] = [];

@@ -12,11 +12,11 @@ import { DEFAULT_PROFILE_CONFIG, runProfile } from "../../pipelines/profile/run.
 import { setupGpu } from "../_helpers.ts";
 import { sampleText, TINY_CONFIG, writeTinyCheckpoint } from "../pipelines/_tiny_checkpoint.ts";
 import { assertOneErrorLine, noAutotune, ssd } from "./_ssd.ts";
+import { scratchDir } from "../pipelines/_scratch.ts";
 
 noAutotune();
 await setupGpu();
-const dir = await Deno.makeTempDir({ prefix: "ssd_cli_profile_" });
-globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+const dir = await scratchDir("ssd_cli_profile_");
 const config = { ...TINY_CONFIG, n_layer: 2, d_ff: 32 };
 const a = join(dir, "ckpt-20.safetensors");
 const b = join(dir, "ckpt-10.safetensors");

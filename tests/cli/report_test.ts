@@ -8,9 +8,9 @@ import { join } from "node:path";
 import { figures, writeBench, writeSyntheticRun } from "../pipelines/report/_fixtures.ts";
 import { listDir } from "../pipelines/_tiny_checkpoint.ts";
 import { assertOneErrorLine, ssd } from "./_ssd.ts";
+import { scratchDir } from "../pipelines/_scratch.ts";
 
-const dir = await Deno.makeTempDir({ prefix: "ssd_cli_report_" });
-globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+const dir = await scratchDir("ssd_cli_report_");
 const runA = await writeSyntheticRun(join(dir, "runs", "ssd"), {
   schedule: "ssd",
   steps: 400,

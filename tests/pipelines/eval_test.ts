@@ -24,14 +24,12 @@ import { loadEvalTokens } from "../../pipelines/checks.ts";
 import { EVAL_CHUNK_WINDOWS, runEval } from "../../pipelines/eval.ts";
 import { setupGpu } from "../_helpers.ts";
 import { sampleText, TINY_CONFIG, writeTinyCheckpoint } from "./_tiny_checkpoint.ts";
+import { scratchTiny } from "./_scratch.ts";
 
 // Tests never pay for a kernel trial (the pipelines run one when autotune is on).
 Deno.env.set("SSD_NO_AUTOTUNE", "1");
 const g = await setupGpu();
-const dir = await Deno.makeTempDir({ prefix: "ssd_eval_" });
-globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
-const ckpt = join(dir, "tiny.safetensors");
-await writeTinyCheckpoint(ckpt);
+const { dir, ckpt } = await scratchTiny("ssd_eval_");
 
 /** Mean NLL over the SPEC 7 windows, from the model's logits, in float64 on the host. */
 async function directNll(model: GPT, tokens: Uint8Array): Promise<{ nll: number; count: number }> {

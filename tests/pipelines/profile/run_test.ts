@@ -45,11 +45,11 @@ import {
 } from "../../../pipelines/profile/run.ts";
 import { setupGpu } from "../../_helpers.ts";
 import { listDir, sampleText, TINY_CONFIG, writeTinyCheckpoint } from "../_tiny_checkpoint.ts";
+import { scratchDir } from "../_scratch.ts";
 
 Deno.env.set("SSD_NO_AUTOTUNE", "1");
 await setupGpu();
-const dir = await Deno.makeTempDir({ prefix: "ssd_profile_" });
-globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+const dir = await scratchDir("ssd_profile_");
 
 /** Two layers so that per-layer results cannot be mixed up; ctx 8 so windows are cheap. */
 const CONFIG: GPTConfig = { ...TINY_CONFIG, n_layer: 2, d_ff: 32 };
