@@ -2,7 +2,7 @@
  * `ssd bench CKPT`: dense against MoE inference at each k (pipelines/bench/run.ts):
  * FFN FLOPs, validation loss, prefill throughput and KV-cache decode speed
  * with the FFN's share of GPU time. Two tables on stdout by default; with
- * `--json` one JSON document (the contract in notes/BENCH_JSON.md). Stage
+ * `--json` one JSON document (its contract is documented in pipelines/bench/json.ts). Stage
  * lines go to stderr when it is a terminal.
  */
 import { Command, Option } from "commander";

@@ -74,7 +74,7 @@ let vegaModules:
   | null = null;
 
 /**
- * Loads vega and vega-lite on first use: they take ~150 ms to import, which
+ * Loads vega and vega-lite on first use: they are slow to import, which
  * every other subcommand (all registered in one CLI) would otherwise pay.
  */
 function loadVega() {

@@ -1,6 +1,6 @@
 /**
  * `runEval()` in process against a direct computation: the checkpoint's
- * model is run over the same SPEC 7 windows (all full windows in one
+ * model is run over the same eval windows (all full windows in one
  * forward, the short last one alone), and the mean next-token NLL is
  * computed on the host in float64 from the logits, independently of the
  * cross-entropy kernel and of `evaluateTokens`. Tolerance: 1e-5 relative
@@ -31,7 +31,7 @@ Deno.env.set("SSD_NO_AUTOTUNE", "1");
 const g = await setupGpu();
 const { dir, ckpt } = await scratchTiny("ssd_eval_");
 
-/** Mean NLL over the SPEC 7 windows, from the model's logits, in float64 on the host. */
+/** Mean NLL over the eval windows, from the model's logits, in float64 on the host. */
 async function directNll(model: GPT, tokens: Uint8Array): Promise<{ nll: number; count: number }> {
   const { ctx, vocab: V } = model.config;
   const windows = evalWindows(tokens, ctx);
