@@ -5,11 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { balancedKMeans } from "../../../core/moe/balanced_kmeans.ts";
-import {
-  DEFAULT_FRESH_MARGIN,
-  freshWins,
-  trackedPartition,
-} from "../../../core/moe/stability.ts";
+import { DEFAULT_FRESH_MARGIN, freshWins, trackedPartition } from "../../../core/moe/stability.ts";
 import { Rng } from "../../../core/rng.ts";
 
 /** n points in d dims around E well-separated centres, cluster i % E. */
