@@ -97,5 +97,8 @@ Deno.test("ssd profile: bad input exits non-zero with one line and writes nothin
     assert.match(assertOneErrorLine(r, code), msg);
     assert.equal(r.stdout, "");
   }
+  // Refused up front, also for one checkpoint (no pair to partition).
+  const seven = await ssd(["profile", a, "--data", text, "--experts", "7", "--out", out]);
+  assert.match(assertOneErrorLine(seven, 1), /--experts 7 does not divide d_ff 32/);
   await assert.rejects(() => Deno.stat(out), Deno.errors.NotFound);
 });
