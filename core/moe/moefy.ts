@@ -40,7 +40,7 @@ export const NEURON_TENSORS: readonly { what: string; axis: "rows" | "cols" }[] 
 ]);
 
 /**
- * Where `ssd moefy` and the switch read and write a layer's tensors: by
+ * Where `permuteLayerNeurons` reads and writes a layer's host tensors: by
  * name, with `get` undefined for a tensor the model does not have (no bias).
  */
 export interface NeuronStore {
