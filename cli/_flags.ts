@@ -1,9 +1,9 @@
 /**
- * Flag value parsers shared by subcommands. Each throws commander's
- * `InvalidArgumentError`, which `cli/_run.ts` turns into one usage line
- * and exit code 2.
+ * Flag value parsers and options shared by subcommands. Each parser throws
+ * commander's `InvalidArgumentError`, which `cli/_run.ts` turns into one
+ * usage line and exit code 2.
  */
-import { InvalidArgumentError } from "commander";
+import { type Command, InvalidArgumentError } from "commander";
 
 /** Parses an integer flag value (any sign: ranges are checked with the config). */
 export function intArg(value: string): number {
@@ -12,6 +12,34 @@ export function intArg(value: string): number {
     throw new InvalidArgumentError(`expected an integer, got "${value}"`);
   }
   return n;
+}
+
+/** An integer flag parser that refuses values below `min`, saying `expected ${what}`. */
+export function intAtLeast(min: number, what: string): (value: string) => number {
+  return (value: string): number => {
+    const n = intArg(value);
+    if (n < min) throw new InvalidArgumentError(`expected ${what}, got "${value}"`);
+    return n;
+  };
+}
+
+/** Parses a positive integer flag value. */
+export const positiveInt: (value: string) => number = intAtLeast(1, "a positive integer");
+/** Parses a non-negative integer flag value. */
+export const nonNegativeInt: (value: string) => number = intAtLeast(0, "a non-negative integer");
+
+/**
+ * Adds `--top-k <k>` and `--dense` (experts per token of an MoE checkpoint,
+ * or all of them), as `ssd eval` and `ssd generate` take them.
+ */
+export function expertFlags(cmd: Command, denseHelp: string): Command {
+  return cmd
+    .option(
+      "--top-k <k>",
+      "experts per token for an MoE checkpoint (default: its top_k)",
+      positiveInt,
+    )
+    .option("--dense", denseHelp);
 }
 
 /** Parses a finite number flag value. */

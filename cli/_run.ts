@@ -1,11 +1,12 @@
 /**
  * Runs a commander program and turns every way it can end into an exit code
- * and at most one line on stderr (SPEC 8): usage errors exit 2, errors the
+ * and at most one line on stderr: usage errors exit 2, errors the
  * toolchain raises on purpose (`SsdError`) and file-system errors exit 1, and
  * anything else is a bug, reported in one line with a hint to rerun with
  * `SSD_DEBUG=1`, which adds the stack trace.
  */
 import { Command, CommanderError } from "commander";
+import { DEBUG_STACKS } from "../gpu/debug.ts";
 import { SsdError } from "../core/errors.ts";
 
 /** Exit code of a successful run. */
@@ -37,11 +38,6 @@ export interface CliIo {
   debug: boolean;
 }
 
-function debugFromEnv(): boolean {
-  const raw = Deno.env.get("SSD_DEBUG");
-  return raw !== undefined && raw !== "" && raw !== "0";
-}
-
 const encoder = new TextEncoder();
 
 /** Stdout/stderr of the process, with `SSD_DEBUG` read from the environment. */
@@ -49,7 +45,7 @@ export function processIo(): CliIo {
   return {
     out: (text) => writeAll(Deno.stdout, text),
     err: (text) => writeAll(Deno.stderr, text),
-    debug: debugFromEnv(),
+    debug: DEBUG_STACKS,
   };
 }
 

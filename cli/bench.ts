@@ -2,10 +2,10 @@
  * `ssd bench CKPT`: dense against MoE inference at each k (pipelines/bench/run.ts):
  * FFN FLOPs, validation loss, prefill throughput and KV-cache decode speed
  * with the FFN's share of GPU time. Two tables on stdout by default; with
- * `--json` one JSON document (the contract in notes/BENCH_JSON.md). Stage
+ * `--json` one JSON document (its contract is documented in pipelines/bench/json.ts). Stage
  * lines go to stderr when it is a terminal.
  */
-import { Command, InvalidArgumentError, Option } from "commander";
+import { Command, Option } from "commander";
 import {
   benchJson,
   type BenchReport,
@@ -13,7 +13,8 @@ import {
   DEFAULT_BENCH_CONFIG,
   runBench,
 } from "../pipelines/bench/run.ts";
-import { intArg, intListArg } from "./_flags.ts";
+import { intListArg, positiveInt } from "./_flags.ts";
+import { statusLine, withProgress } from "./_status_line.ts";
 
 /** Options of `ssd bench`, as commander parses them. */
 export interface BenchFlags {
@@ -35,12 +36,6 @@ export interface BenchFlags {
   reps: number;
   /** One JSON document instead of tables. */
   json?: boolean;
-}
-
-function positiveInt(value: string): number {
-  const n = intArg(value);
-  if (n < 1) throw new InvalidArgumentError(`expected a positive integer, got "${value}"`);
-  return n;
 }
 
 /** Builds the `bench` subcommand. */
@@ -89,10 +84,8 @@ export function benchCommand(): Command {
     .option("--reps <n>", "timed repetitions (the median is reported)", positiveInt, d.reps)
     .option("--json", "print one JSON document on stdout")
     .action(async (checkpoint: string, flags: BenchFlags) => {
-      const stage = Deno.stderr.isTerminal() ? stageLine() : undefined;
-      let report: BenchReport;
-      try {
-        report = await runBench({
+      const report = await withProgress(stageLine, (stage) =>
+        runBench({
           checkpoint,
           top_k: flags.topK ?? null,
           batch: flags.batch,
@@ -102,10 +95,7 @@ export function benchCommand(): Command {
           data: flags.data ?? null,
           val_tokens: flags.valTokens,
           reps: flags.reps,
-        }, { onStage: stage?.update });
-      } finally {
-        stage?.done();
-      }
+        }, { onStage: stage?.update }));
       console.log(flags.json ? JSON.stringify(benchJson(report), null, 2) : formatBench(report));
     });
 }
@@ -188,18 +178,8 @@ export function formatBench(r: BenchReport): string {
   ].join("\n");
 }
 
-/** A one-line stage display on stderr, redrawn in place. */
+/** The stage being measured, on a status line. */
 function stageLine(): { update(what: string): void; done(): void } {
-  const enc = new TextEncoder();
-  let drawn = false;
-  const write = (s: string) => Deno.stderr.writeSync(enc.encode(s));
-  return {
-    update(what) {
-      write(`\r\x1b[2Kbench: ${what}...`);
-      drawn = true;
-    },
-    done() {
-      if (drawn) write("\r\x1b[2K");
-    },
-  };
+  const line = statusLine();
+  return { update: (what) => line.draw(`bench: ${what}...`), done: line.done };
 }

@@ -10,7 +10,7 @@ import { defaultTopK } from "../core/nn/moe_layout.ts";
 import { DEMO_TRAIN_OVERRIDES as DEMO, type DemoResult, runDemo } from "../pipelines/demo.ts";
 import { DEFAULT_SCHEDULE_CONFIG } from "../pipelines/train/schedule.ts";
 import { intArg, intListArg, snakeKeys } from "./_flags.ts";
-import { progressHooks, scheduleOptions } from "./train.ts";
+import { progressHooks, scheduleOptions } from "./_train_flags.ts";
 
 interface DemoFlags {
   json?: boolean;

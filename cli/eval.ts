@@ -1,12 +1,13 @@
 /**
- * `ssd eval CKPT`: the deterministic eval of SPEC 7 (mean next-token NLL over
+ * `ssd eval CKPT`: the deterministic eval (mean next-token NLL over
  * every token of the text) as a small table, or with `--json` one JSON
- * object with exactly SPEC 7's keys. A progress line with tokens/s and ETA
+ * object with exactly the keys nll, bpb, ppl, tokens, top_k. A progress line with tokens/s and ETA
  * goes to stderr when stderr is a terminal.
  */
-import { Command, InvalidArgumentError } from "commander";
+import { Command } from "commander";
 import { DEFAULT_EVAL_CONFIG, type EvalReport, runEval } from "../pipelines/eval.ts";
-import { intArg } from "./_flags.ts";
+import { expertFlags, positiveInt } from "./_flags.ts";
+import { statusLine, withProgress } from "./_status_line.ts";
 
 /** Options of `ssd eval`, as commander parses them. */
 export interface EvalFlags {
@@ -22,16 +23,9 @@ export interface EvalFlags {
   dense?: boolean;
 }
 
-/** Parses a positive integer flag value; anything else is a usage error. */
-function positiveInt(value: string): number {
-  const n = intArg(value);
-  if (n < 1) throw new InvalidArgumentError(`expected a positive integer, got "${value}"`);
-  return n;
-}
-
 /** Builds the `eval` subcommand. */
 export function evalCommand(): Command {
-  return new Command("eval")
+  const cmd = new Command("eval")
     .description(
       "score a checkpoint on text: mean next-token loss (nats/token), bits per byte and " +
         "perplexity over every token, in consecutive ctx windows (deterministic)",
@@ -42,19 +36,12 @@ export function evalCommand(): Command {
       "text file or folder of .txt files, all of it scored (default: the validation split " +
         "of the embedded Brown Corpus)",
     )
-    .option("--batch <n>", "windows per forward pass", positiveInt, DEFAULT_EVAL_CONFIG.batch)
-    .option(
-      "--top-k <k>",
-      "experts per token for an MoE checkpoint (default: its top_k)",
-      positiveInt,
-    )
-    .option("--dense", "evaluate an MoE checkpoint with all experts (the dense model)")
+    .option("--batch <n>", "windows per forward pass", positiveInt, DEFAULT_EVAL_CONFIG.batch);
+  return expertFlags(cmd, "evaluate an MoE checkpoint with all experts (the dense model)")
     .option("--json", "print one JSON object (nll, bpb, ppl, tokens, top_k) on stdout")
     .action(async (checkpoint: string, flags: EvalFlags) => {
-      const progress = Deno.stderr.isTerminal() ? progressLine() : undefined;
-      let report: EvalReport;
-      try {
-        report = await runEval(
+      const report = await withProgress(progressLine, (progress) =>
+        runEval(
           {
             checkpoint,
             data: flags.data ?? null,
@@ -63,15 +50,12 @@ export function evalCommand(): Command {
             dense: flags.dense ?? false,
           },
           { onProgress: progress?.update },
-        );
-      } finally {
-        progress?.done();
-      }
+        ));
       console.log(flags.json ? JSON.stringify(evalJson(report)) : formatEval(report));
     });
 }
 
-/** The `--json` document: exactly the keys SPEC 7 fixes, in its order. */
+/** The `--json` document: exactly nll, bpb, ppl, tokens, top_k, in that order. */
 export function evalJson(r: EvalReport): Record<string, number | null> {
   return { nll: r.nll, bpb: r.bpb, ppl: r.ppl, tokens: r.tokens, top_k: r.top_k };
 }
@@ -91,26 +75,18 @@ export function formatEval(r: EvalReport): string {
   return rows.map(([k, v]) => `  ${k.padEnd(w)}  ${v}`).join("\n");
 }
 
-/** A one-line progress display on stderr, redrawn in place. */
+/** Tokens scored, rate and ETA, on a status line. */
 function progressLine(): { update(done: number, total: number): void; done(): void } {
-  const enc = new TextEncoder();
-  const t0 = performance.now();
-  let drawn = false;
-  const write = (s: string) => Deno.stderr.writeSync(enc.encode(s));
+  const line = statusLine();
   return {
     update(done, total) {
-      const s = (performance.now() - t0) / 1000;
-      const rate = done / Math.max(s, 1e-9);
+      const rate = done / Math.max(line.elapsed(), 1e-9);
       const eta = rate > 0 ? (total - done) / rate : 0;
       const pct = ((100 * done) / total).toFixed(0).padStart(3);
-      write(
-        `\r\x1b[2Keval ${pct}%  ${done}/${total} tokens  ${rate.toFixed(0)} tok/s  ` +
-          `ETA ${eta.toFixed(0)}s`,
+      line.draw(
+        `eval ${pct}%  ${done}/${total} tokens  ${rate.toFixed(0)} tok/s  ETA ${eta.toFixed(0)}s`,
       );
-      drawn = true;
     },
-    done() {
-      if (drawn) write("\r\x1b[2K");
-    },
+    done: line.done,
   };
 }

@@ -9,7 +9,7 @@
 import { Command, InvalidArgumentError } from "commander";
 import { ByteDecoder } from "../core/tokenizer.ts";
 import { DEFAULT_GENERATE_CONFIG, runGenerate } from "../pipelines/generate.ts";
-import { intArg, numArg } from "./_flags.ts";
+import { expertFlags, intArg, intAtLeast, numArg } from "./_flags.ts";
 
 /** Options of `ssd generate`, as commander parses them. */
 export interface GenerateFlags {
@@ -31,15 +31,6 @@ export interface GenerateFlags {
   echo: boolean;
 }
 
-/** An integer flag value of at least `min` (commander usage error otherwise). */
-function atLeast(min: number, what: string) {
-  return (value: string): number => {
-    const n = intArg(value);
-    if (n < min) throw new InvalidArgumentError(`expected ${what}, got "${value}"`);
-    return n;
-  };
-}
-
 function temperatureArg(value: string): number {
   const n = numArg(value);
   if (n < 0) {
@@ -50,22 +41,34 @@ function temperatureArg(value: string): number {
 
 const encoder = new TextEncoder();
 
-async function writeAll(text: string): Promise<void> {
+/** Writes `text` to stdout; false once the reader has gone (`ssd generate ... | head`). */
+async function writeAll(text: string): Promise<boolean> {
   let bytes = encoder.encode(text);
-  while (bytes.length > 0) bytes = bytes.subarray(await Deno.stdout.write(bytes));
+  try {
+    while (bytes.length > 0) bytes = bytes.subarray(await Deno.stdout.write(bytes));
+  } catch (e) {
+    if (e instanceof Deno.errors.BrokenPipe) return false;
+    throw e;
+  }
+  return true;
 }
 
 /** Builds the `generate` subcommand. */
 export function generateCommand(): Command {
   const d = DEFAULT_GENERATE_CONFIG;
-  return new Command("generate")
+  const cmd = new Command("generate")
     .description(
       "sample text from a checkpoint, streamed to stdout as it is produced " +
         "(temperature, top-k, seeded: the same seed gives the same text)",
     )
     .argument("<checkpoint>", "checkpoint file (.safetensors) to sample from")
     .requiredOption("--prompt <text>", "text to continue (not empty)")
-    .option("--tokens <n>", "tokens (bytes) to generate", atLeast(0, "an integer >= 0"), d.tokens)
+    .option(
+      "--tokens <n>",
+      "tokens (bytes) to generate",
+      intAtLeast(0, "an integer >= 0"),
+      d.tokens,
+    )
     .option(
       "--temperature <t>",
       "softmax temperature; 0 = greedy (always the most likely byte)",
@@ -75,16 +78,11 @@ export function generateCommand(): Command {
     .option(
       "--sample-top-k <k>",
       "sample among the k most likely bytes; 0 = all",
-      atLeast(0, "an integer >= 0 (0 = all)"),
+      intAtLeast(0, "an integer >= 0 (0 = all)"),
       d.sample_top_k,
     )
-    .option("--seed <s>", "random seed", intArg, d.seed)
-    .option(
-      "--top-k <k>",
-      "experts per token for an MoE checkpoint (default: its top_k)",
-      atLeast(1, "an integer >= 1"),
-    )
-    .option("--dense", "run an MoE checkpoint with all experts")
+    .option("--seed <s>", "random seed", intArg, d.seed);
+  return expertFlags(cmd, "run an MoE checkpoint with all experts")
     .option("--no-echo", "do not print the prompt before the generated text")
     .action(async (checkpoint: string, flags: GenerateFlags) => {
       const stream = runGenerate({
@@ -99,19 +97,24 @@ export function generateCommand(): Command {
       });
       // The first step loads and checks everything; only then does output start.
       let step = await stream.next();
-      if (flags.echo) await writeAll(flags.prompt);
       const dec = new ByteDecoder();
       let last = flags.echo ? flags.prompt : "";
-      while (!step.done) {
+      let open = !flags.echo || await writeAll(flags.prompt);
+      while (open && !step.done) {
         const text = dec.push(step.value);
         if (text) {
-          await writeAll(text);
+          open = await writeAll(text);
           last = text;
         }
         step = await stream.next();
       }
+      // A closed pipe ends the run quietly; return() releases the model.
+      if (!open) {
+        await stream.return(undefined);
+        return;
+      }
       const tail = dec.flush();
-      if (tail) await writeAll(tail);
+      if (tail && !(await writeAll(tail))) return;
       // A terminal gets its prompt back on a fresh line; piped output stays byte-exact.
       if (Deno.stdout.isTerminal() && !(tail || last).endsWith("\n")) await writeAll("\n");
     });

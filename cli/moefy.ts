@@ -3,15 +3,9 @@
  * router and oracle coverage, and the validation loss at each k next to the
  * dense loss (a table, or `--json`).
  */
-import { Command, InvalidArgumentError, Option } from "commander";
+import { Command, Option } from "commander";
 import { DEFAULT_MOEFY_CONFIG, type MoefyReport, runMoefy } from "../pipelines/moefy.ts";
-import { intArg } from "./_flags.ts";
-
-function positiveInt(value: string): number {
-  const n = intArg(value);
-  if (n < 1) throw new InvalidArgumentError(`expected a positive integer, got "${value}"`);
-  return n;
-}
+import { intArg, positiveInt } from "./_flags.ts";
 
 interface MoefyFlags {
   experts: number;

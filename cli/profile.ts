@@ -1,18 +1,19 @@
 /**
  * `ssd profile CKPT...`: per FFN layer, how sparse the activations are and
  * which neurons fire, and between consecutive checkpoints how stable the
- * activation structure is (pattern similarity, SPEC 6). Tables on stdout,
+ * activation structure is (pattern similarity of the expert partitions). Tables on stdout,
  * `--json` one JSON document, `--out DIR` the per-neuron arrays as .npy
  * files; a progress line goes to stderr when stderr is a terminal.
  */
-import { Command, InvalidArgumentError } from "commander";
+import { Command } from "commander";
 import {
   DEFAULT_PROFILE_CONFIG,
   HIST_BINS,
   type ProfileReport,
   runProfile,
 } from "../pipelines/profile/run.ts";
-import { intArg } from "./_flags.ts";
+import { nonNegativeInt, positiveInt } from "./_flags.ts";
+import { statusLine, withProgress } from "./_status_line.ts";
 
 /** Options of `ssd profile`, as commander parses them. */
 export interface ProfileFlags {
@@ -34,18 +35,6 @@ export interface ProfileFlags {
   out?: string;
   /** Print one JSON document instead of tables. */
   json?: boolean;
-}
-
-function positiveInt(value: string): number {
-  const n = intArg(value);
-  if (n < 1) throw new InvalidArgumentError(`expected a positive integer, got "${value}"`);
-  return n;
-}
-
-function nonNegativeInt(value: string): number {
-  const n = intArg(value);
-  if (n < 0) throw new InvalidArgumentError(`expected a non-negative integer, got "${value}"`);
-  return n;
 }
 
 /** Builds the `profile` subcommand. */
@@ -82,10 +71,8 @@ export function profileCommand(): Command {
     )
     .option("--json", "print one JSON document on stdout instead of tables")
     .action(async (checkpoints: string[], flags: ProfileFlags) => {
-      const progress = Deno.stderr.isTerminal() ? progressLine() : undefined;
-      let report: ProfileReport;
-      try {
-        report = await runProfile(
+      const report = await withProgress(progressLine, (progress) =>
+        runProfile(
           {
             checkpoints,
             data: flags.data ?? null,
@@ -98,10 +85,7 @@ export function profileCommand(): Command {
             out: flags.out ?? null,
           },
           { onProgress: progress?.update },
-        );
-      } finally {
-        progress?.done();
-      }
+        ));
       console.log(flags.json ? JSON.stringify(report, null, 2) : formatProfile(report));
     });
 }
@@ -185,30 +169,22 @@ export function formatProfile(r: ProfileReport): string {
   return parts.join("\n\n");
 }
 
-/** A one-line progress display on stderr, redrawn in place. */
+/** Checkpoint, tokens, rate and ETA over all checkpoints, on a status line. */
 function progressLine(): {
   update(ck: number, count: number, done: number, total: number): void;
   done(): void;
 } {
-  const enc = new TextEncoder();
-  const t0 = performance.now();
-  let drawn = false;
-  const write = (s: string) => Deno.stderr.writeSync(enc.encode(s));
+  const line = statusLine();
   return {
     update(ck, count, done, total) {
-      const s = (performance.now() - t0) / 1000;
-      const all = count * total;
       const finished = ck * total + done;
-      const rate = finished / Math.max(s, 1e-9);
-      const eta = rate > 0 ? (all - finished) / rate : 0;
-      write(
-        `\r\x1b[2Kprofile checkpoint ${ck + 1}/${count}  ${done}/${total} tokens  ` +
+      const rate = finished / Math.max(line.elapsed(), 1e-9);
+      const eta = rate > 0 ? (count * total - finished) / rate : 0;
+      line.draw(
+        `profile checkpoint ${ck + 1}/${count}  ${done}/${total} tokens  ` +
           `${rate.toFixed(0)} tok/s  ETA ${eta.toFixed(0)}s`,
       );
-      drawn = true;
     },
-    done() {
-      if (drawn) write("\r\x1b[2K");
-    },
+    done: line.done,
   };
 }

@@ -49,6 +49,8 @@ export function reportCommand(): Command {
         svg_dir: flags.svg ?? null,
         bench: flags.bench ?? [],
       });
+      // Notes go to stderr, so that --json stays one document on stdout.
+      for (const note of result.notes) console.error(`ssd report: ${note}`);
       console.log(flags.json ? JSON.stringify(reportJson(result)) : formatReport(result));
     });
 }

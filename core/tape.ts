@@ -10,9 +10,10 @@
  * Nodes recorded inside a `tidy` scope are dropped when it closes (their
  * tensors are released then): run backward in the scope of the forward.
  */
-import { addSameShape } from "./ops/add.ts";
+import { binaryKernel } from "../gpu/kernels/elementwise.ts";
+import { gpu } from "../gpu/runtime.ts";
 import { keep, onScopeEnd, scopeDepth } from "./scope.ts";
-import { full, type Tensor } from "./tensor.ts";
+import { empty, full, type Tensor } from "./tensor.ts";
 import { fmtShape, ShapeError } from "./errors.ts";
 
 /**
@@ -105,6 +106,17 @@ export function backward(root: Tensor, seed?: Tensor): void {
     }
   }
   nodes = [];
+}
+
+/**
+ * `a + b` for same-shape tensors, not recorded: gradient accumulation. The
+ * kernel is called directly (not the `add` op), so the tape does not depend
+ * on the ops that record on it.
+ */
+export function addSameShape(a: Tensor, b: Tensor): Tensor {
+  const out = empty(a.shape);
+  binaryKernel(gpu(), "add", out.buffer, a.buffer, b.buffer, a.size, b.size);
+  return out;
 }
 
 function accumulate(t: Tensor, g: Tensor, leaf: boolean): void {

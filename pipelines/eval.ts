@@ -1,5 +1,5 @@
 /**
- * `ssd eval`: the deterministic protocol of SPEC 7 on a checkpoint. Every
+ * `ssd eval`: the deterministic evaluation protocol on a checkpoint. Every
  * token of `--data` (a text file or a folder of `.txt` files, all of it, no
  * split) or, without `--data`, of the embedded Brown Corpus's validation
  * split is scored once, in consecutive windows of ctx tokens
@@ -11,14 +11,19 @@
  * tokens) are exactly those of one pass over the whole text. Each chunk costs
  * one host wait.
  */
-import { BROWN_SOURCE } from "../core/corpus_brown.ts";
-import { loadAllText, loadBrownDataset } from "../core/data.ts";
-import { CheckpointError, ConfigError } from "../core/errors.ts";
-import { type LoadedGPT, loadGPT } from "../core/nn/gpt_checkpoint.ts";
-import { tokenizerFromId, VOCAB_SIZE } from "../core/tokenizer.ts";
+import { ConfigError } from "../core/errors.ts";
+import { loadGPT } from "../core/nn/gpt_checkpoint.ts";
 import { autotuneMatmul } from "../gpu/autotune.ts";
 import { initGpu } from "../gpu/runtime.ts";
 import { type EvalResult, evaluateTokens } from "../core/nn/token_nll.ts";
+import {
+  checkForwardFits,
+  expertsPerToken,
+  loadEvalTokens,
+  refuseTopKWithDense,
+  requireByteTokenizer,
+  requirePositiveInt,
+} from "./checks.ts";
 
 /** Windows scored per chunk (one host wait and one progress report each). */
 export const EVAL_CHUNK_WINDOWS = 256;
@@ -43,7 +48,7 @@ export const DEFAULT_EVAL_CONFIG: Readonly<Omit<EvalConfig, "checkpoint">> = Obj
   batch: 16,
 });
 
-/** What `runEval` returns: SPEC 7's numbers plus where they came from. */
+/** What `runEval` returns: nll, bpb, ppl, tokens, top_k, plus where they came from. */
 export interface EvalReport extends EvalResult {
   /** Experts per token for an MoE checkpoint; null when evaluated dense. */
   top_k: number | null;
@@ -61,89 +66,38 @@ export interface EvalHooks {
   onProgress?(done: number, total: number): void;
 }
 
-/** The eval text: all of `data`, or the embedded corpus's validation split. */
-export function loadEvalTokens(data: string | null): { tokens: Uint8Array; source: string } {
-  if (data !== null) return loadAllText(data, "--data");
-  return { tokens: loadBrownDataset().val, source: `${BROWN_SOURCE} (validation split)` };
-}
-
-/**
- * Checks that a loaded checkpoint reads byte tokens: its tokenizer (when
- * recorded) is one we know and its vocab is the byte vocabulary.
- *
- * @throws CheckpointError naming the checkpoint and what differs
- */
-export function requireByteTokenizer(loaded: Pick<LoadedGPT, "config" | "train">, path: string) {
-  const id = loaded.train?.tokenizer;
-  if (typeof id === "string") tokenizerFromId(id);
-  if (loaded.config.vocab !== VOCAB_SIZE) {
-    throw new CheckpointError(
-      `Checkpoint ${path} has vocab ${loaded.config.vocab}, but the byte tokenizer has ` +
-        `${VOCAB_SIZE} tokens: use a checkpoint trained on byte tokens`,
-    );
-  }
-}
-
-/** Positive-integer check shared by the pipelines' configs. */
-export function requirePositiveInt(name: string, v: number): void {
-  if (!(Number.isSafeInteger(v) && v >= 1)) {
-    throw new ConfigError(`${name} must be a positive integer, got ${v}`);
-  }
-}
-
-/**
- * Experts per token for `--top-k` / `--dense` (SPEC 7): null for a dense
- * evaluation; for an MoE checkpoint its own top_k unless told otherwise.
- *
- * @throws ConfigError when --top-k is given for a dense checkpoint or exceeds the experts
- */
-export function expertsPerToken(
-  loaded: Pick<LoadedGPT, "moe">,
-  config: Pick<EvalConfig, "top_k" | "dense" | "checkpoint">,
-): number | null {
-  const moe = loaded.moe;
-  const k = config.top_k ?? null;
-  if (!moe) {
-    if (k !== null) {
-      throw new ConfigError(
-        `--top-k needs an MoE checkpoint, and ${config.checkpoint} is dense: MoE-fy it with ssd moefy`,
-      );
-    }
-    return null;
-  }
-  if (config.dense) return null;
-  if (k !== null && (k < 1 || k > moe.experts)) {
-    throw new ConfigError(`--top-k must be in 1..${moe.experts} (the experts per layer), got ${k}`);
-  }
-  return k ?? moe.top_k;
-}
-
 /**
  * Scores every token of the eval text with the checkpoint's model.
  *
  * The data is read (and rejected when too short) before the GPU is opened or
  * the checkpoint loaded, so bad input fails fast.
  *
- * @throws ConfigError for a bad batch or data path, or fewer than 2 tokens
+ * @throws ConfigError for a bad batch or data path, fewer than 2 tokens, `--top-k`
+ *   with `--dense`, or a batch whose forward exceeds the adapter's buffers
  * @throws CheckpointError for a missing, corrupt or non-byte-level checkpoint
  * @throws GpuError when there is no WebGPU adapter
  */
 export async function runEval(config: EvalConfig, hooks: EvalHooks = {}): Promise<EvalReport> {
   requirePositiveInt("--batch", config.batch);
+  refuseTopKWithDense(config);
   const { tokens, source } = loadEvalTokens(config.data);
   if (tokens.length < 2) {
     throw new ConfigError(
       `Eval data ${source} has ${tokens.length} token: need at least 2 (one context, one scored)`,
     );
   }
+  const g = await initGpu();
   // Picks the matmul kernels for this adapter (a cached choice after the first run).
-  await autotuneMatmul(await initGpu());
+  await autotuneMatmul(g);
   const loaded = await loadGPT(config.checkpoint);
   try {
     requireByteTokenizer(loaded, config.checkpoint);
     const topK = expertsPerToken(loaded, config);
     const ctx = loaded.config.ctx;
     const total = tokens.length - 1;
+    // A forward holds at most as many windows as the text has.
+    const windows = Math.min(config.batch, Math.ceil(total / ctx));
+    checkForwardFits("--batch", windows, ctx, loaded.config, g.dev.summary.limits);
     const span = EVAL_CHUNK_WINDOWS * ctx;
     let sum = 0;
     let count = 0;

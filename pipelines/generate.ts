@@ -14,7 +14,12 @@ import type { GPT } from "../core/nn/gpt.ts";
 import { encode } from "../core/tokenizer.ts";
 import { autotuneMatmul } from "../gpu/autotune.ts";
 import { initGpu } from "../gpu/runtime.ts";
-import { expertsPerToken, requireByteTokenizer } from "./eval.ts";
+import {
+  checkGenerateFits,
+  expertsPerToken,
+  refuseTopKWithDense,
+  requireByteTokenizer,
+} from "./checks.ts";
 
 /** What `ssd generate` samples, and how. */
 export interface GenerateConfig {
@@ -120,13 +125,17 @@ export async function* generateTokens(
  * The config is checked before the GPU is opened; top-k against the vocab
  * once the checkpoint is read.
  *
- * @throws ConfigError for an empty prompt, a negative temperature, a bad top-k
+ * @throws ConfigError for an empty prompt, a negative temperature, a bad top-k,
+ *   `--top-k` with `--dense`, more tokens than the adapter's buffers hold
  * @throws CheckpointError for a missing, corrupt or non-byte-level checkpoint
  */
 export async function* runGenerate(config: GenerateConfig): AsyncGenerator<number> {
   validateGenerateConfig(config);
+  refuseTopKWithDense(config);
+  const g = await initGpu();
+  checkGenerateFits(encode(config.prompt).length, config.tokens, g.dev.summary.limits);
   // Picks the matmul kernels for this adapter (a cached choice after the first run).
-  await autotuneMatmul(await initGpu());
+  await autotuneMatmul(g);
   const loaded = await loadGPT(config.checkpoint);
   try {
     requireByteTokenizer(loaded, config.checkpoint);

@@ -1,17 +1,19 @@
 /**
- * `ssd moefy`: turns a dense checkpoint into the MoE checkpoint of SPEC 4/5.
+ * `ssd moefy`: turns a dense checkpoint into an MoE checkpoint (the same
+ * tensors with neurons in expert order, a `router.weight [E, d]` per layer,
+ * and the layout in `ssd.moe`).
  *
  * Per FFN layer: cluster the d_ff neurons into E equal experts (balanced
  * k-means on the L2-normalised rows of c_fc.weight, or on co-activation
  * features of the probe tokens with `--method coact`), permute the neurons
  * so that expert e owns stored rows [e·s, (e+1)·s) of c_fc (and the same
- * columns of c_proj), with the AdamW moments permuted alongside, and build
- * the router:
+ * columns of c_proj), with the AdamW moments permuted alongside
+ * (`core/moe/moefy.ts`), and build the router:
  *
- * - `centroid` (SPEC 6): row e = the mean of expert e's normalised c_fc
+ * - `centroid`: row e = the mean of expert e's normalised c_fc
  *   rows, rescaled to unit length times the layer's mean row norm;
  * - `mlp`: a router learned on the probe activations, as MoEfication's MLP
- *   router, but kept to one linear layer so that it fits SPEC 4's
+ *   router, but kept to one linear layer so that it fits the checkpoint's
  *   `router.weight [E, d]`: trained (softmax cross-entropy, Adam) to predict
  *   each expert's share of the token's activation mass from the FFN input,
  *   on the first half of the probe tokens; its coverage is reported on the
@@ -46,8 +48,8 @@ import {
   oracleTopK,
   permutationFromLabels,
   permuteCols,
-  permuteRows,
 } from "../core/moe/partition.ts";
+import { centroidRouter, ffnTensorName, permuteLayerNeurons } from "../core/moe/moefy.ts";
 import { autotuneMatmul } from "../gpu/autotune.ts";
 import { initGpu } from "../gpu/runtime.ts";
 import { type EvalResult, evaluateTokens } from "../core/nn/token_nll.ts";
@@ -167,29 +169,28 @@ function checkConfig(c: MoefyConfig, model: GPTConfig): number {
   return k;
 }
 
-/** Centroid router (SPEC 6) for a layer's permuted, normalised c_fc rows. */
-export function centroidRouter(fcW: Float32Array, dff: number, C: number, E: number): Float32Array {
-  const s = dff / E;
-  const router = new Float32Array(E * C);
-  let meanNorm = 0;
-  for (let i = 0; i < dff; i++) {
-    let n = 0;
-    for (let c = 0; c < C; c++) n += fcW[i * C + c] ** 2;
-    n = Math.sqrt(n);
-    meanNorm += n / dff;
-    for (let c = 0; c < C; c++) router[Math.floor(i / s) * C + c] += fcW[i * C + c] / (n || 1) / s;
+/** Whether `a` and `b` name one existing file (symlinks, `..` and hard links included). */
+function sameFile(a: string, b: string): boolean {
+  try {
+    const sa = Deno.statSync(a);
+    const sb = Deno.statSync(b);
+    return sa.dev === sb.dev && sa.ino !== null && sa.ino === sb.ino;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
   }
-  for (let e = 0; e < E; e++) {
-    let n = 0;
-    for (let c = 0; c < C; c++) n += router[e * C + c] ** 2;
-    n = Math.sqrt(n) || 1;
-    for (let c = 0; c < C; c++) router[e * C + c] *= meanNorm / n;
-  }
-  return router;
 }
 
-/** MoE-fies `config.checkpoint` into `config.out`; see the module comment. */
-export async function runMoefy(config: MoefyConfig): Promise<MoefyReport> {
+/** The dense source's tensors and model config; refuses MoE sources and an output over the source. */
+async function readDenseSource(
+  config: MoefyConfig,
+): Promise<{ ck: Awaited<ReturnType<typeof readCheckpoint>>; model: GPTConfig }> {
+  if (sameFile(config.checkpoint, config.out)) {
+    throw new ConfigError(
+      `-o ${config.out} is the source checkpoint ${config.checkpoint}: ` +
+        `write the MoE checkpoint to another file`,
+    );
+  }
   const ck = await readCheckpoint(config.checkpoint);
   if (ck.metadata[META_MOE] !== undefined) {
     throw new CheckpointError(
@@ -198,81 +199,115 @@ export async function runMoefy(config: MoefyConfig): Promise<MoefyReport> {
     );
   }
   const model = validateConfig(metaJson(ck.header, META_CONFIG, true) as unknown as GPTConfig);
+  return { ck, model };
+}
+
+/** The dense model's FFN activations on the probe tokens, and its loss on the eval tokens. */
+async function probeDense(
+  path: string,
+  probeTokens: Uint8Array,
+  evalTokens: Uint8Array,
+): Promise<{ capture: FfnCapture[]; dense: EvalResult }> {
+  const loaded = await loadGPT(path);
+  try {
+    const capture = await captureFfn(loaded.model, probeTokens);
+    const dense = await evaluateTokens(loaded.model, evalTokens, 64);
+    return { capture, dense };
+  } finally {
+    loaded.model.release();
+  }
+}
+
+/**
+ * Clusters layer `l`'s neurons, permutes its tensors (and moments) in
+ * `tensors` into expert order, sets its router, and measures its coverage.
+ */
+async function moefyLayer(
+  config: MoefyConfig,
+  tensors: Map<string, HostTensor>,
+  l: number,
+  cap: FfnCapture,
+  model: GPTConfig,
+  ks: number[],
+): Promise<{ layer: MoefyLayer; perm: number[] }> {
+  const E = config.experts;
+  const { d_model: C, d_ff: dff } = model;
+  const fcName = ffnTensorName(l, "c_fc.weight");
+  const fcW = f32Data(tensors.get(fcName)!, fcName);
+  const points = config.method === "param" ? fcW : coactFeatures(cap.act, cap.n, dff);
+  const t0 = performance.now();
+  const km = await balancedKMeans(points, dff, points.length / dff, E, {
+    iters: config.iters,
+    seed: config.seed + l,
+    normalize: true,
+  });
+  const ms = performance.now() - t0;
+  const perm = permutationFromLabels(km.labels, E);
+  const store = {
+    get: (key: string) => {
+      const t = tensors.get(key);
+      return t && f32Data(t, key);
+    },
+    set: (key: string, data: Float32Array) => tensors.set(key, { ...tensors.get(key)!, data }),
+  };
+  const fcP = permuteLayerNeurons(store, l, perm, dff, C, (n) => [optimMName(n), optimVName(n)]);
+  const permAct = permuteCols(cap.act, cap.n, dff, perm);
+  const half = Math.floor(cap.n / 2);
+  // The mlp router is fitted on the first half of the probe and measured on the other.
+  const [router, evalFrom] = config.router === "centroid"
+    ? [centroidRouter(fcP, dff, C, E), 0]
+    : [trainLinearRouter(cap.input, permAct, half, C, dff, E, config.seed + l), half];
+  tensors.set(routerName(l), { dtype: "F32", shape: [E, C], data: router });
+  const nEval = cap.n - evalFrom;
+  const stored = Uint32Array.from({ length: dff }, (_, j) => Math.floor(j / (dff / E)));
+  const mass = expertMass(permAct.subarray(evalFrom * dff), nEval, stored, E);
+  const inputs = cap.input.subarray(evalFrom * C);
+  const coverage = ks.map((k) => ({
+    k,
+    router: coverageFromMass(mass, nEval, E, routerTopK(inputs, router, nEval, C, E, k), k),
+    oracle: coverageFromMass(mass, nEval, E, oracleTopK(mass, nEval, E, k), k),
+  }));
+  return {
+    layer: { layer: l, inertia: km.inertia, kmeans_ms: ms, coverage },
+    perm: Array.from(perm),
+  };
+}
+
+/** The loss of the written MoE checkpoint at each k. */
+async function evalMoe(
+  path: string,
+  evalTokens: Uint8Array,
+  ks: number[],
+): Promise<(EvalResult & { k: number })[]> {
+  const loaded = await loadGPT(path);
+  const moe: (EvalResult & { k: number })[] = [];
+  try {
+    for (const k of ks) moe.push({ k, ...(await evaluateTokens(loaded.model, evalTokens, 64, k)) });
+  } finally {
+    loaded.model.release();
+  }
+  return moe;
+}
+
+/** MoE-fies `config.checkpoint` into `config.out`; see the module comment. */
+export async function runMoefy(config: MoefyConfig): Promise<MoefyReport> {
+  const { ck, model } = await readDenseSource(config);
   const topK = checkConfig(config, model);
   const E = config.experts;
-  const C = model.d_model;
-  const dff = model.d_ff;
   const data = loadDataset({ data: config.data ?? undefined });
   const probeTokens = data.val.subarray(0, Math.min(data.val.length, config.tokens + 1));
   const evalTokens = data.val.subarray(0, Math.min(data.val.length, config.eval_tokens + 1));
 
-  const g = await initGpu();
-  await autotuneMatmul(g);
-  // Activations and FFN inputs of the dense model on the probe tokens, per layer.
-  const dense = await loadGPT(config.checkpoint);
-  let capture: FfnCapture[];
-  let denseLoss: EvalResult;
-  try {
-    capture = await captureFfn(dense.model, probeTokens);
-    denseLoss = await evaluateTokens(dense.model, evalTokens, 64);
-  } finally {
-    dense.model.release();
-  }
-
+  await autotuneMatmul(await initGpu());
+  const { capture, dense } = await probeDense(config.checkpoint, probeTokens, evalTokens);
   const tensors = new Map<string, HostTensor>(ck.tensors);
+  const ks = reportedKs(E, topK);
   const layers: MoefyLayer[] = [];
   const perms: number[][] = [];
-  const ks = reportedKs(E, topK);
-  let kmeansMs = 0;
   for (let l = 0; l < model.n_layer; l++) {
-    const h = `transformer.h.${l}.mlp.`;
-    const fcW = f32Data(ck.tensors.get(h + "c_fc.weight")!, h + "c_fc.weight");
-    const cap = capture[l];
-    const points = config.method === "param" ? fcW : coactFeatures(cap.act, cap.n, dff);
-    const dim = points.length / dff;
-    const t0 = performance.now();
-    const km = await balancedKMeans(points, dff, dim, E, {
-      iters: config.iters,
-      seed: config.seed + l,
-      normalize: true,
-    });
-    const ms = performance.now() - t0;
-    kmeansMs += ms;
-    const perm = Array.from(permutationFromLabels(km.labels, E));
+    const { layer, perm } = await moefyLayer(config, tensors, l, capture[l], model, ks);
+    layers.push(layer);
     perms.push(perm);
-
-    // Permute the FFN's neurons, and their AdamW moments, into expert order.
-    const permute = (name: string, fn: (x: Float32Array) => Float32Array) => {
-      for (const key of [name, optimMName(name), optimVName(name)]) {
-        const t = tensors.get(key);
-        if (t) tensors.set(key, { ...t, data: fn(f32Data(t, key)) });
-      }
-    };
-    permute(h + "c_fc.weight", (x) => permuteRows(x, dff, C, perm));
-    permute(h + "c_fc.bias", (x) => permuteRows(x, dff, 1, perm));
-    permute(h + "c_proj.weight", (x) => permuteCols(x, C, dff, perm));
-    const permAct = permuteCols(cap.act, cap.n, dff, perm);
-    const half = Math.floor(cap.n / 2);
-    let router: Float32Array;
-    let evalFrom = 0;
-    if (config.router === "centroid") {
-      router = centroidRouter(f32Data(tensors.get(h + "c_fc.weight")!, "c_fc"), dff, C, E);
-    } else {
-      router = trainLinearRouter(cap.input, permAct, half, C, dff, E, config.seed + l);
-      evalFrom = half;
-    }
-    tensors.set(routerName(l), { dtype: "F32", shape: [E, C], data: router });
-    // Coverage on the tokens the router was not fitted on (all of them for centroids).
-    const nEval = cap.n - evalFrom;
-    const stored = Uint32Array.from({ length: dff }, (_, j) => Math.floor(j / (dff / E)));
-    const mass = expertMass(permAct.subarray(evalFrom * dff), nEval, stored, E);
-    const inputs = cap.input.subarray(evalFrom * C);
-    const coverage = ks.map((k) => ({
-      k,
-      router: coverageFromMass(mass, nEval, E, routerTopK(inputs, router, nEval, C, E, k), k),
-      oracle: coverageFromMass(mass, nEval, E, oracleTopK(mass, nEval, E, k), k),
-    }));
-    layers.push({ layer: l, inertia: km.inertia, kmeans_ms: ms, coverage });
   }
 
   const layout: MoeLayout = {
@@ -287,18 +322,9 @@ export async function runMoefy(config: MoefyConfig): Promise<MoefyReport> {
     config: { ...model },
     moe: layout as unknown as Record<string, unknown>,
   });
-  metadata["ssd.moe"] = full["ssd.moe"];
+  metadata[META_MOE] = full[META_MOE];
   await writeCheckpoint(config.out, { tensors, metadata });
 
-  const moeModel = await loadGPT(config.out);
-  const moe: (EvalResult & { k: number })[] = [];
-  try {
-    for (const k of ks) {
-      moe.push({ k, ...(await evaluateTokens(moeModel.model, evalTokens, 64, k)) });
-    }
-  } finally {
-    moeModel.model.release();
-  }
   return {
     out: config.out,
     experts: E,
@@ -306,8 +332,8 @@ export async function runMoefy(config: MoefyConfig): Promise<MoefyReport> {
     method: config.method,
     router: config.router,
     layers,
-    dense: denseLoss,
-    moe,
-    kmeans_ms: kmeansMs,
+    dense,
+    moe: await evalMoe(config.out, evalTokens, ks),
+    kmeans_ms: layers.reduce((a, x) => a + x.kmeans_ms, 0),
   };
 }

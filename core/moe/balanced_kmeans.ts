@@ -1,5 +1,5 @@
 /**
- * Balanced k-means: the expert partition of SPEC 6.
+ * Balanced k-means: the expert partition (E experts of d_ff/E neurons each).
  *
  * Partitions n points (rows of an (n, d) row-major matrix, by default
  * L2-normalised first, e.g. the d_ff rows of `c_fc.weight`) into E clusters

@@ -1,5 +1,5 @@
 /**
- * Expert partitions and how to compare and score them (SPEC 6).
+ * Expert partitions and how to compare and score them.
  *
  * - `permutationFromLabels` / `invertPermutation` / `labelsFromPermutation`:
  *   between a labelling (neuron → expert) and the stored order of an MoE
@@ -11,7 +11,7 @@
  *   selections, and the share of activation mass a selection keeps.
  *
  * Activation mass is Σ |a| over an expert's neurons: for ReLU activations
- * (a ≥ 0) that is SPEC 6's plain sum; for GELU's small negative values it
+ * (a ≥ 0) that is the plain sum; for GELU's small negative values it
  * keeps coverage within [0, 1].
  *
  * Layouts: activations (N, n) and masses (N, E) are row-major, one row per
@@ -320,7 +320,7 @@ export function coverageFromMass(
 }
 
 /**
- * Coverage (SPEC 6) of per-token expert selections (N, k) on activations
+ * Coverage (share of activation mass kept) of per-token expert selections (N, k) on activations
  * (N, n) partitioned by `labels` into E experts: `coverageFromMass` of
  * `expertMass`.
  */

@@ -7,7 +7,7 @@ import { Rng } from "../rng.ts";
 
 /**
  * Top-k experts of each token by router score `router · h` (ties to the lower
- * expert index, SPEC 6): (n, k) expert ids.
+ * expert index): (n, k) expert ids.
  */
 export function routerTopK(
   input: Float32Array,

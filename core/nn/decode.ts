@@ -309,7 +309,7 @@ export class Decoder {
         };
         const opts = this.#forwardOptions(attn, this.#stepFfn);
         let h = x;
-        for (let i = 0; i < c.n_layer; i++) h = m.block(h, i, undefined, opts.topK, opts);
+        for (let i = 0; i < c.n_layer; i++) h = m.block(h, i, opts);
         return m.head(h).view([B, c.vocab]); // (B, V)
       })
     );

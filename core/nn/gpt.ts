@@ -154,11 +154,12 @@ export class GPT {
   }
 
   /**
-   * One transformer block: x + attn(ln_1(x)), then + mlp(ln_2(x)).
-   * `probe` receives the dense FFN's activations (B, T, d_ff) and its input
-   * (B, T, C), e.g. to measure sparsity or fit a router.
+   * One transformer block: x + attn(ln_1(x)), then + mlp(ln_2(x)), with
+   * `forward`'s options: `opts.topK` picks the MoE path, `opts.probe`
+   * receives the dense FFN's activations (B, T, d_ff) and its input (B, T, C),
+   * e.g. to measure sparsity or fit a router.
    */
-  block(x: Tensor, i: number, probe?: FfnProbe, topK?: number, opts: ForwardOptions = {}): Tensor {
+  block(x: Tensor, i: number, opts: ForwardOptions = {}): Tensor {
     const h = `transformer.h.${i}.`;
     const c = this.config;
     const a = layerNorm(x, this.p(h + "ln_1.weight"), this.#lnb(h + "ln_1.bias"));
@@ -166,19 +167,20 @@ export class GPT {
     const y = opts.attention ? opts.attention(qkv, i) : attention(qkv, c.n_head); // (B, T, C)
     x = add(x, linear(y, this.p(h + "attn.c_proj.weight"), this.#b(h + "attn.c_proj.bias")));
     const m = layerNorm(x, this.p(h + "ln_2.weight"), this.#lnb(h + "ln_2.bias"));
-    const own = (m: Tensor) => this.#ffn(m, i, probe, topK, opts);
+    const own = (m: Tensor) => this.#ffn(m, i, opts);
     return add(x, opts.ffn ? opts.ffn(m, i, own) : own(m));
   }
 
   /** Layer i's FFN on m = ln_2(x) (B, T, C): dense, or the top-k experts of an MoE layer. */
-  #ffn(m: Tensor, i: number, probe?: FfnProbe, topK?: number, opts: ForwardOptions = {}): Tensor {
+  #ffn(m: Tensor, i: number, opts: ForwardOptions): Tensor {
     const h = `transformer.h.${i}.`;
+    const topK = opts.topK;
     if (this.moe && topK !== undefined && (topK < this.moe.experts || opts.forceSparse)) {
       return this.#sparseFfn(m, i, topK, opts.onExpertCounts);
     }
     const pre = linear(m, this.p(h + "mlp.c_fc.weight"), this.#b(h + "mlp.c_fc.bias")); // (B, T, d_ff)
     const act = this.config.activation === "gelu" ? gelu(pre) : relu(pre);
-    probe?.(act, m, i);
+    opts.probe?.(act, m, i);
     return linear(act, this.p(h + "mlp.c_proj.weight"), this.#b(h + "mlp.c_proj.bias"));
   }
 
@@ -231,7 +233,8 @@ export class GPT {
         opts.probe?.(a, m, i);
       }
       : undefined;
-    for (let i = 0; i < c.n_layer; i++) x = this.block(x, i, probe, opts.topK, opts);
+    const layerOpts = { ...opts, probe };
+    for (let i = 0; i < c.n_layer; i++) x = this.block(x, i, layerOpts);
     const logits = this.head(x); // (B, T, V)
     const loss = targets ? crossEntropy(logits, targets) : null;
     return { logits, loss, actRatio };

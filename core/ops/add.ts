@@ -122,10 +122,3 @@ export function scale(a: Tensor, s: number): Tensor {
   const out = scaled(a, s);
   return record("scale", [a], out, (dOut) => [scaled(dOut, s)]);
 }
-
-/** `a + b` for same-shape tensors, not recorded: gradient accumulation. */
-export function addSameShape(a: Tensor, b: Tensor): Tensor {
-  const out = empty(a.shape);
-  binaryKernel(gpu(), "add", out.buffer, a.buffer, b.buffer, a.size, b.size);
-  return out;
-}

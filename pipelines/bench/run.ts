@@ -11,7 +11,7 @@
  *   layers, 2 per multiply-add. Dense 4·C·d_ff·L; MoE at k
  *   L·(2·C·E + 4·k·(d_ff/E)·C) (`moeFfnFlops`): the router, then k/E of the
  *   dense expert work.
- * - `val_loss`, `val_bpb`: SPEC 7's eval (`evaluateTokens`) on the first
+ * - `val_loss`, `val_bpb`: `ssd eval`'s protocol (`evaluateTokens`) on the first
  *   `--val-tokens` tokens of the eval text (the embedded corpus's
  *   validation split, or all of `--data` as `ssd eval` reads it).
  * - `prefill`: full forwards over `batch` (the largest decode batch) prompts
@@ -33,22 +33,24 @@
  */
 import { ConfigError } from "../../core/errors.ts";
 import { balancedKMeans } from "../../core/moe/balanced_kmeans.ts";
-import { permutationFromLabels, permuteCols, permuteRows } from "../../core/moe/partition.ts";
+import { modelFcRows, moefyModel } from "../../core/moe/moefy.ts";
 import { Decoder, FFN_PROFILE_TAG, tagFfn } from "../../core/nn/decode.ts";
 import { GPT } from "../../core/nn/gpt.ts";
 import { loadGPT } from "../../core/nn/gpt_checkpoint.ts";
 import { moeFfnFlops } from "../../core/nn/moe_ffn.ts";
-import { type MoeLayout, routerName } from "../../core/nn/moe_layout.ts";
 import { keep, tidy } from "../../core/scope.ts";
 import { noGrad } from "../../core/tape.ts";
-import { readAll, type Tensor, tensor } from "../../core/tensor.ts";
+import { tensor } from "../../core/tensor.ts";
 import { autotuneMatmul } from "../../gpu/autotune.ts";
 import type { KernelTimes } from "../../gpu/recorder.ts";
 import { gpu, initGpu } from "../../gpu/runtime.ts";
-import { loadEvalTokens, requireByteTokenizer, requirePositiveInt } from "../eval.ts";
+import { loadEvalTokens, requireByteTokenizer, requirePositiveInt } from "../checks.ts";
 import { evaluateTokens } from "../../core/nn/token_nll.ts";
 import { DEFAULT_GENERATE_CONFIG } from "../generate.ts";
-import { centroidRouter } from "../moefy.ts";
+import type { BenchJson, BenchRow, DecodeResult, PrefillResult } from "./json.ts";
+
+export { benchJson } from "./json.ts";
+export type { BenchJson, BenchRow, DecodeResult, PrefillResult } from "./json.ts";
 
 /** What `ssd bench` measures. */
 export interface BenchConfig {
@@ -89,75 +91,8 @@ export const BENCH_EVAL_BATCH = 16;
 /** Forwards recorded per timed prefill repetition (one host wait for all of them). */
 export const PREFILL_FORWARDS = 4;
 
-/** The prefill regime of one row. */
-export interface PrefillResult {
-  /** Sequences per forward. */
-  batch: number;
-  /** Prompt tokens per second. */
-  tokens_per_s: number;
-  /** Wall ms per forward. */
-  ms: number;
-  /** FFN share of the forward's GPU time (null without timestamp queries). */
-  ffn_share: number | null;
-}
-
-/** The decode regime of one row at one batch. */
-export interface DecodeResult {
-  /** Sequences decoded together. */
-  batch: number;
-  /** Generated tokens per second, all sequences counted. */
-  tokens_per_s: number;
-  /** Wall ms per decode step (one token for each sequence). */
-  ms_per_token: number;
-  /** GPU ms per step in FFN kernels (null without timestamp queries). */
-  ffn_ms_per_token: number | null;
-  /** FFN share of the steps' GPU time (null without timestamp queries). */
-  ffn_share: number | null;
-}
-
-/** One row: dense, or the MoE view at one k. */
-export interface BenchRow {
-  /** "dense" or "moe". */
-  mode: "dense" | "moe";
-  /** Experts per token; null for dense. */
-  top_k: number | null;
-  /** Forward FFN FLOPs per token, all layers, router included. */
-  ffn_flops_per_token: number;
-  /** Validation loss, nats per token. */
-  val_loss: number;
-  /** Validation bits per byte. */
-  val_bpb: number;
-  /** Prefill throughput. */
-  prefill: PrefillResult;
-  /** Decode speed at batch 1 and each --batch. */
-  decode: DecodeResult[];
-}
-
 /** What `runBench` returns: the `--json` document's fields, plus where the loss came from. */
-export interface BenchReport {
-  /** The checkpoint benched. */
-  checkpoint: string;
-  /** E of the MoE view, null when only dense was benched. */
-  experts: number | null;
-  /** True when --experts MoE-fied a dense checkpoint in memory. */
-  moefied: boolean;
-  /** Model shape. */
-  model: {
-    d_model: number;
-    n_layer: number;
-    n_head: number;
-    d_ff: number;
-    ctx: number;
-    vocab: number;
-  };
-  /** Prompt tokens per sequence. */
-  prompt_len: number;
-  /** Timed decode steps. */
-  gen: number;
-  /** The adapter's name. */
-  device: string;
-  /** Dense first, then each k. */
-  rows: BenchRow[];
+export interface BenchReport extends BenchJson {
   /** The loss's text (not in the JSON). */
   val_source: string;
   /** Tokens scored for the loss (not in the JSON). */
@@ -208,49 +143,20 @@ function checkConfig(c: BenchConfig): void {
 /**
  * MoE-fies a dense model in memory, as `ssd moefy` with its defaults
  * (method param, centroid router): per layer, balanced k-means of the
- * normalised c_fc rows into E experts (seed = layer), the neurons permuted
- * into expert order in place (c_fc rows and bias, c_proj columns), and a
- * centroid router. Returns a GPT on the same (now permuted) parameters plus
- * the routers; the dense model object must not be used afterwards.
+ * normalised c_fc rows into E experts (seed = layer), then `moefyModel`.
+ * The dense model object must not be used afterwards.
  */
 export async function moefyInMemory(model: GPT, E: number, topK: number): Promise<GPT> {
-  const { n_layer: L, d_ff: F, d_model: C } = model.config;
+  const { d_ff: F, d_model: C } = model.config;
   if (F % E !== 0) {
     throw new ConfigError(`--experts ${E} does not divide d_ff ${F}: choose a divisor of ${F}`);
   }
-  const names = (l: number) => {
-    const h = `transformer.h.${l}.mlp.`;
-    return { fcW: h + "c_fc.weight", fcB: h + "c_fc.bias", projW: h + "c_proj.weight" };
-  };
-  const targets: Tensor[] = [];
-  for (let l = 0; l < L; l++) {
-    const n = names(l);
-    targets.push(model.p(n.fcW), model.p(n.projW));
-    const b = model.params.get(n.fcB);
-    if (b) targets.push(b);
+  const rows = await modelFcRows(model);
+  const labels: Uint32Array[] = [];
+  for (const [l, fc] of rows.entries()) {
+    labels.push((await balancedKMeans(fc, F, C, E, { seed: l, normalize: true })).labels);
   }
-  const host = await readAll(targets);
-  const params = new Map(model.params);
-  const perms: number[][] = [];
-  const rec = gpu().recorder;
-  let at = 0;
-  for (let l = 0; l < L; l++) {
-    const n = names(l);
-    const fcW = host[at++] as Float32Array;
-    const projW = host[at++] as Float32Array;
-    const fcB = model.params.has(n.fcB) ? host[at++] as Float32Array : null;
-    const km = await balancedKMeans(fcW, F, C, E, { seed: l, normalize: true });
-    const perm = permutationFromLabels(km.labels, E);
-    perms.push(Array.from(perm));
-    const fcP = permuteRows(fcW, F, C, perm);
-    rec.upload(model.p(n.fcW).buffer, fcP);
-    rec.upload(model.p(n.projW).buffer, permuteCols(projW, C, F, perm));
-    if (fcB) rec.upload(model.p(n.fcB).buffer, permuteRows(fcB, F, 1, perm));
-    const router = keep(tensor(centroidRouter(fcP, F, C, E), [E, C], { name: routerName(l) }));
-    params.set(routerName(l), router);
-  }
-  const layout: MoeLayout = { experts: E, top_k: topK, router: "centroid", method: "param", perms };
-  return new GPT(model.config, params, layout);
+  return await moefyModel(model, labels, E, topK);
 }
 
 function median(xs: number[]): number {
@@ -285,6 +191,102 @@ interface RowSpec {
   opts: { topK?: number; forceSparse?: boolean };
 }
 
+/** What one bench run measures, once the flags are checked against the checkpoint. */
+interface BenchPlan {
+  /** E of the MoE view (after an in-memory MoE-fication), null for dense only. */
+  experts: number | null;
+  /** MoE-fy the dense checkpoint into `experts` first. */
+  moefy: boolean;
+  /** The k of the MoE rows. */
+  ks: number[];
+  /** Prompt tokens and timed decode steps per sequence. */
+  P: number;
+  gen: number;
+}
+
+/** Checks the flags against the loaded checkpoint and the text; see `runBench`'s throws. */
+function planBench(
+  config: BenchConfig,
+  loaded: Awaited<ReturnType<typeof loadGPT>>,
+  text: { tokens: Uint8Array; source: string },
+): BenchPlan {
+  requireByteTokenizer(loaded, config.checkpoint);
+  const c = loaded.config;
+  const E: number | null = loaded.moe?.experts ?? null;
+  if (loaded.moe && config.experts !== null && config.experts !== E) {
+    throw new ConfigError(
+      `${config.checkpoint} is an MoE checkpoint with ${E} experts: --experts ${config.experts} ` +
+        `would re-cluster it; leave --experts out (or give ${E}), or bench its dense source`,
+    );
+  }
+  if (!loaded.moe && config.experts === null && config.top_k !== null) {
+    throw new ConfigError(
+      `--top-k needs experts, and ${config.checkpoint} is dense: add --experts E to MoE-fy it ` +
+        `in memory (E must divide d_ff ${c.d_ff})`,
+    );
+  }
+  if (!loaded.moe && config.experts !== null && c.d_ff % config.experts !== 0) {
+    throw new ConfigError(
+      `--experts ${config.experts} does not divide d_ff ${c.d_ff}: choose a divisor of ${c.d_ff}`,
+    );
+  }
+  const ks = E === null && config.experts === null
+    ? []
+    : config.top_k ?? defaultTopKs(E ?? config.experts!, loaded.moe?.top_k ?? null);
+  const maxE = E ?? config.experts;
+  for (const k of ks) {
+    if (maxE !== null && k > maxE) {
+      throw new ConfigError(`--top-k must be in 1..${maxE} (the experts per layer), got ${k}`);
+    }
+  }
+  const P = config.prompt_len ?? Math.max(1, Math.floor(c.ctx / 2));
+  const gen = config.gen ?? c.ctx - P;
+  if (gen < 1 || P + gen > c.ctx) {
+    throw new ConfigError(
+      `--prompt-len ${P} + --gen ${gen} must be at most the context ${c.ctx} (and gen >= 1): ` +
+        `bench times cached decode steps only`,
+    );
+  }
+  if (text.tokens.length < P) {
+    throw new ConfigError(
+      `Eval data ${text.source} has ${text.tokens.length} tokens, fewer than --prompt-len ${P}`,
+    );
+  }
+  const moefy = !loaded.moe && config.experts !== null;
+  return { experts: moefy ? config.experts : E, moefy, ks, P, gen };
+}
+
+/** Loss, prefill and decode of one row. */
+async function benchRow(
+  model: GPT,
+  spec: RowSpec,
+  plan: BenchPlan,
+  evalTokens: Uint8Array,
+  batches: number[],
+  config: BenchConfig,
+  hooks: BenchHooks,
+): Promise<BenchRow> {
+  const label = spec.k === null ? "dense" : `k=${spec.k}`;
+  hooks.onStage?.(`${label}: validation loss`);
+  const loss = await evaluateTokens(model, evalTokens, BENCH_EVAL_BATCH, spec.opts.topK, spec.opts);
+  hooks.onStage?.(`${label}: prefill`);
+  const prefill = await benchPrefill(model, spec, evalTokens, batches.at(-1)!, plan.P, config.reps);
+  const decode: DecodeResult[] = [];
+  for (const B of batches) {
+    hooks.onStage?.(`${label}: decode at batch ${B}`);
+    decode.push(await benchDecode(model, spec, evalTokens, B, plan.P, plan.gen, config.reps));
+  }
+  return {
+    mode: spec.mode,
+    top_k: spec.k,
+    ffn_flops_per_token: benchFfnFlops(model.config, plan.experts, spec.k),
+    val_loss: loss.nll,
+    val_bpb: loss.bpb,
+    prefill,
+    decode,
+  };
+}
+
 /**
  * Benchmarks the checkpoint; see the module comment.
  *
@@ -306,93 +308,25 @@ export async function runBench(config: BenchConfig, hooks: BenchHooks = {}): Pro
   const loaded = await loadGPT(config.checkpoint);
   let model = loaded.model;
   try {
-    requireByteTokenizer(loaded, config.checkpoint);
-    const c = loaded.config;
-    let E: number | null = loaded.moe?.experts ?? null;
-    if (loaded.moe && config.experts !== null && config.experts !== E) {
-      throw new ConfigError(
-        `${config.checkpoint} is an MoE checkpoint with ${E} experts: --experts ${config.experts} ` +
-          `would re-cluster it; leave --experts out (or give ${E}), or bench its dense source`,
-      );
+    const plan = planBench(config, loaded, text);
+    if (plan.moefy) {
+      hooks.onStage?.(`MoE-fying into ${plan.experts} experts`);
+      model = await moefyInMemory(model, plan.experts!, Math.max(1, plan.experts! >> 2));
     }
-    if (!loaded.moe && config.experts === null && config.top_k !== null) {
-      throw new ConfigError(
-        `--top-k needs experts, and ${config.checkpoint} is dense: add --experts E to MoE-fy it ` +
-          `in memory (E must divide d_ff ${c.d_ff})`,
-      );
-    }
-    if (!loaded.moe && config.experts !== null && c.d_ff % config.experts !== 0) {
-      throw new ConfigError(
-        `--experts ${config.experts} does not divide d_ff ${c.d_ff}: choose a divisor of ${c.d_ff}`,
-      );
-    }
-    const ks = E === null && config.experts === null
-      ? []
-      : config.top_k ?? defaultTopKs(E ?? config.experts!, loaded.moe?.top_k ?? null);
-    const maxE = E ?? config.experts;
-    for (const k of ks) {
-      if (maxE !== null && k > maxE) {
-        throw new ConfigError(`--top-k must be in 1..${maxE} (the experts per layer), got ${k}`);
-      }
-    }
-    const P = config.prompt_len ?? Math.max(1, Math.floor(c.ctx / 2));
-    const gen = config.gen ?? c.ctx - P;
-    if (gen < 1 || P + gen > c.ctx) {
-      throw new ConfigError(
-        `--prompt-len ${P} + --gen ${gen} must be at most the context ${c.ctx} (and gen >= 1): ` +
-          `bench times cached decode steps only`,
-      );
-    }
-    if (text.tokens.length < P) {
-      throw new ConfigError(
-        `Eval data ${text.source} has ${text.tokens.length} tokens, fewer than --prompt-len ${P}`,
-      );
-    }
-    let moefied = false;
-    if (!loaded.moe && config.experts !== null) {
-      hooks.onStage?.(`MoE-fying into ${config.experts} experts`);
-      model = await moefyInMemory(model, config.experts, Math.max(1, config.experts >> 2));
-      E = config.experts;
-      moefied = true;
-    }
-
     const specs: RowSpec[] = [
       { mode: "dense", k: null, opts: {} },
-      ...ks.map((k): RowSpec => ({ mode: "moe", k, opts: { topK: k, forceSparse: true } })),
+      ...plan.ks.map((k): RowSpec => ({ mode: "moe", k, opts: { topK: k, forceSparse: true } })),
     ];
     const batches = [...new Set([1, ...config.batch])].sort((a, b) => a - b);
     const rows: BenchRow[] = [];
     for (const spec of specs) {
-      const label = spec.k === null ? "dense" : `k=${spec.k}`;
-      hooks.onStage?.(`${label}: validation loss`);
-      const loss = await evaluateTokens(
-        model,
-        evalTokens,
-        BENCH_EVAL_BATCH,
-        spec.opts.topK,
-        spec.opts,
-      );
-      hooks.onStage?.(`${label}: prefill`);
-      const prefill = await benchPrefill(model, spec, evalTokens, batches.at(-1)!, P, config.reps);
-      const decode: DecodeResult[] = [];
-      for (const B of batches) {
-        hooks.onStage?.(`${label}: decode at batch ${B}`);
-        decode.push(await benchDecode(model, spec, evalTokens, B, P, gen, config.reps));
-      }
-      rows.push({
-        mode: spec.mode,
-        top_k: spec.k,
-        ffn_flops_per_token: benchFfnFlops(c, E, spec.k),
-        val_loss: loss.nll,
-        val_bpb: loss.bpb,
-        prefill,
-        decode,
-      });
+      rows.push(await benchRow(model, spec, plan, evalTokens, batches, config, hooks));
     }
+    const c = loaded.config;
     return {
       checkpoint: config.checkpoint,
-      experts: E,
-      moefied,
+      experts: plan.experts,
+      moefied: plan.moefy,
       model: {
         d_model: c.d_model,
         n_layer: c.n_layer,
@@ -401,8 +335,8 @@ export async function runBench(config: BenchConfig, hooks: BenchHooks = {}): Pro
         ctx: c.ctx,
         vocab: c.vocab,
       },
-      prompt_len: P,
-      gen,
+      prompt_len: plan.P,
+      gen: plan.gen,
       device: g.dev.summary.name,
       rows,
       val_source: text.source,
@@ -511,26 +445,4 @@ async function benchDecode(
   } finally {
     decoder.release();
   }
-}
-
-/** The `--json` document: exactly the keys of the bench contract (notes/BENCH_JSON.md), in order. */
-export function benchJson(r: BenchReport): Record<string, unknown> {
-  return {
-    checkpoint: r.checkpoint,
-    experts: r.experts,
-    moefied: r.moefied,
-    model: { ...r.model },
-    prompt_len: r.prompt_len,
-    gen: r.gen,
-    device: r.device,
-    rows: r.rows.map((row) => ({
-      mode: row.mode,
-      top_k: row.top_k,
-      ffn_flops_per_token: row.ffn_flops_per_token,
-      val_loss: row.val_loss,
-      val_bpb: row.val_bpb,
-      prefill: { ...row.prefill },
-      decode: row.decode.map((d) => ({ ...d })),
-    })),
-  };
 }

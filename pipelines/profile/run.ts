@@ -1,12 +1,13 @@
 /**
  * `ssd profile`: how sparse each FFN layer's activations are, which neurons
  * fire, and how much the activation structure moves between checkpoints
- * (the terms of SPEC 6), measured on a fixed probe set of held-out tokens.
+ * (the expert partitions SSD training monitors), measured on a fixed probe
+ * set of held-out tokens.
  *
  * Probe set: the first `tokens` tokens of the validation split (of the
  * embedded Brown Corpus, or the validation part of `--data`), cut into
- * consecutive windows of ctx input tokens starting at 0 (SPEC 7's eval
- * windows; the last may be shorter). No sampling: every checkpoint and every
+ * consecutive windows of ctx input tokens starting at 0 (the windows of
+ * `ssd eval`; the last may be shorter). No sampling: every checkpoint and every
  * run sees the same tokens in the same windows, and token n of the probe is
  * row n of every activation matrix below.
  *
@@ -24,11 +25,12 @@
  * Between consecutive checkpoints A (earlier) and B, per layer:
  *   - `ari`: adjusted Rand index of their expert partitions (balanced k-means
  *     on the L2-normalised c_fc rows, E experts, fixed seed; B's partition is
- *     warm-started from A's and keeps the lower inertia of warm and fresh, as
- *     SPEC 6 defines the partition the schedule monitors);
+ *     warm-started from A's, and a fresh start replaces it only when its
+ *     inertia is lower by more than `DEFAULT_FRESH_MARGIN`: the rule of the
+ *     schedule's monitor, `core/moe/stability.ts`);
  *   - `overlap`: A's partition groups the neurons of BOTH checkpoints into
  *     experts; for each probe token the oracle top-k experts (largest
- *     activation mass Σ|a| over the expert's neurons, SPEC 6's sum for ReLU;
+ *     activation mass Σ|a| over the expert's neurons, the plain sum for ReLU;
  *     ties to the lower expert) under A's activations and under
  *     B's are compared, |S_A ∩ S_B| / k, and averaged over the probe tokens.
  *     1 = every token would pick the same experts; a random choice gives k/E.
@@ -68,7 +70,8 @@ import { META_CONFIG, readHeader, readSsdMetadata } from "../../core/checkpoint.
 import { BROWN_SOURCE } from "../../core/corpus_brown.ts";
 import { evalWindows, loadBrownDataset, loadText, windowGroups } from "../../core/data.ts";
 import { CheckpointError, ConfigError, SsdError } from "../../core/errors.ts";
-import { balancedKMeans } from "../../core/moe/balanced_kmeans.ts";
+import { modelFcRows } from "../../core/moe/moefy.ts";
+import { trackedPartition } from "../../core/moe/stability.ts";
 import {
   adjustedRandIndex,
   expertMass,
@@ -84,7 +87,7 @@ import { noGrad } from "../../core/tape.ts";
 import { readAll, type Tensor, tensor } from "../../core/tensor.ts";
 import { autotuneMatmul } from "../../gpu/autotune.ts";
 import { gpu, initGpu } from "../../gpu/runtime.ts";
-import { requireByteTokenizer, requirePositiveInt } from "../eval.ts";
+import { requireByteTokenizer, requirePositiveInt } from "../checks.ts";
 
 /** Firing-frequency histogram bins. */
 export const HIST_BINS = 10;
@@ -294,7 +297,7 @@ async function prepare(config: ProfileConfig): Promise<{ entries: Entry[]; topK:
   }
   const entries = await readEntries(config.checkpoints);
   const { d_ff } = entries[0].config;
-  if (entries.length > 1 && d_ff % config.experts !== 0) {
+  if (d_ff % config.experts !== 0) {
     throw new ConfigError(
       `--experts ${config.experts} does not divide d_ff ${d_ff}: choose a divisor of ${d_ff}`,
     );
@@ -422,18 +425,6 @@ function neuronOrder(model: GPT, moe: Pick<MoeLayout, "perms"> | null): Int32Arr
   });
 }
 
-/** The c_fc rows of every layer on the host, (d_ff, d_model) each, in original neuron order. */
-async function fcRows(model: GPT, orig: Int32Array[]): Promise<Float32Array[]> {
-  const { n_layer, d_model: d } = model.config;
-  const names = Array.from({ length: n_layer }, (_, l) => `transformer.h.${l}.mlp.c_fc.weight`);
-  const stored = (await readAll(names.map((n) => model.p(n)))) as Float32Array[];
-  return stored.map((w, l) => {
-    const rows = new Float32Array(w.length);
-    orig[l].forEach((s, i) => rows.set(w.subarray(s * d, (s + 1) * d), i * d));
-    return rows;
-  });
-}
-
 /**
  * Runs the probe windows through `model` and feeds every layer's FFN
  * activations to `stats`, one host wait per chunk of windows.
@@ -512,6 +503,184 @@ function fileStem(index: number, path: string): string {
   return `${String(index).padStart(2, "0")}_${base.replace(/[^A-Za-z0-9._-]/g, "_")}`;
 }
 
+/** One checkpoint's expert partitions (original neuron order), by the shared stability rule. */
+async function partitionCheckpoint(
+  model: GPT,
+  prev: Int32Array[] | undefined,
+  config: ProfileConfig,
+): Promise<{ labels: Int32Array[]; inertia: number[]; start: ("warm" | "fresh")[] }> {
+  const { d_ff, d_model } = model.config;
+  const rows = await modelFcRows(model);
+  const out = {
+    labels: [] as Int32Array[],
+    inertia: [] as number[],
+    start: [] as ("warm" | "fresh")[],
+  };
+  for (const [l, r] of rows.entries()) {
+    const p = await trackedPartition(r, d_ff, d_model, config.experts, {
+      warm: prev?.[l],
+      iters: config.iters,
+      seed: config.seed,
+    });
+    out.labels.push(Int32Array.from(p.labels));
+    out.inertia.push(p.inertia);
+    out.start.push(p.start);
+  }
+  return out;
+}
+
+/**
+ * Per layer, the probe statistics with the partitions `applied` (original
+ * neuron order) mapped to stored order: `orig[l][i]` = stored row of neuron i.
+ */
+function layerStats(
+  orig: Int32Array[],
+  applied: Int32Array[][],
+  N: number,
+  E: number,
+): LayerStats[] {
+  return orig.map((o, l) => {
+    const stored = applied.map((lab) => {
+      const s = new Int32Array(o.length);
+      o.forEach((pos, i) => (s[pos] = lab[l][i]));
+      return s;
+    });
+    return new LayerStats(N, o.length, stored, E);
+  });
+}
+
+/** ARI and oracle top-k overlap of checkpoints A (`from`) and B, per layer. */
+function comparePair(
+  from: number,
+  labelsA: Int32Array[],
+  labelsB: Int32Array[],
+  massA: Float64Array[],
+  massBUnderA: Float64Array[],
+  N: number,
+  E: number,
+  topK: number,
+): PairSimilarity {
+  const L = labelsA.length;
+  const ari: number[] = [];
+  const overlap: number[] = [];
+  for (let l = 0; l < L; l++) {
+    ari.push(adjustedRandIndex(labelsA[l], labelsB[l]));
+    const setsA = oracleTopK(massA[l], N, E, topK);
+    const setsB = oracleTopK(massBUnderA[l], N, E, topK);
+    overlap.push(topkOverlap(setsA, setsB, topK));
+  }
+  return {
+    from,
+    to: from + 1,
+    ari,
+    overlap,
+    ari_mean: ari.reduce((a, b) => a + b, 0) / L,
+    overlap_mean: overlap.reduce((a, b) => a + b, 0) / L,
+  };
+}
+
+/** Writes the .npy files and sets each profile's `files` (profile.json is written last). */
+async function writeArrays(
+  out: string,
+  profiles: CheckpointProfile[],
+  firing: Float32Array[][],
+  labels: Int32Array[][] | null,
+  L: number,
+  d_ff: number,
+): Promise<void> {
+  await Deno.mkdir(out, { recursive: true });
+  const flat = (parts: ArrayLike<number>[], into: Float32Array | Int32Array) => {
+    parts.forEach((f, l) => into.set(f, l * d_ff));
+    return into;
+  };
+  for (const [ci, p] of profiles.entries()) {
+    const stem = fileStem(ci, p.path);
+    const files = { firing: `${stem}.firing.npy`, experts: null as string | null };
+    const fire = flat(firing[ci], new Float32Array(L * d_ff));
+    await writeFileAtomic(resolve(out, files.firing), npyBytes(fire, [L, d_ff]));
+    if (labels) {
+      files.experts = `${stem}.experts.npy`;
+      const lab = flat(labels[ci], new Int32Array(L * d_ff));
+      await writeFileAtomic(resolve(out, files.experts), npyBytes(lab, [L, d_ff]));
+    }
+    p.files = files;
+  }
+}
+
+/** What `runProfile` carries from one checkpoint to the next. */
+interface ProfileRun {
+  config: ProfileConfig;
+  hooks: ProfileHooks;
+  tokens: Uint8Array;
+  count: number;
+  topK: number;
+  pairs: boolean;
+  kmeansMs: number;
+  forwardMs: number;
+  profiles: CheckpointProfile[];
+  /** [checkpoint][layer] (d_ff), original order. */
+  firing: Float32Array[][];
+  /** [checkpoint][layer] (d_ff), original order (empty lists without pairs). */
+  labels: Int32Array[][];
+  similarity: PairSimilarity[];
+  /** The previous checkpoint's activation mass under its own partition, per layer (N, E). */
+  prevOwnMass: Float64Array[] | null;
+}
+
+/** Partitions, probes and summarises checkpoint `ci`, and compares it with the previous one. */
+async function profileOne(run: ProfileRun, ci: number, entry: Entry): Promise<void> {
+  const { config, tokens, pairs } = run;
+  const N = tokens.length;
+  const E = config.experts;
+  const loaded = await loadGPT(entry.path);
+  try {
+    const { model } = loaded;
+    const orig = neuronOrder(model, loaded.moe);
+    const L = model.config.n_layer;
+    // Partitions come first: the probe pass sums activations by expert.
+    let part = null;
+    if (pairs) {
+      const tk = performance.now();
+      part = await partitionCheckpoint(model, run.labels[ci - 1], config);
+      run.kmeansMs += performance.now() - tk;
+    }
+    const own = part?.labels ?? [];
+    run.labels.push(own);
+    // Partitions applied in the probe pass: this checkpoint's own, then
+    // (for the pair with the previous one) the previous one's.
+    const applied = pairs ? [own, ...(ci > 0 ? [run.labels[ci - 1]] : [])] : [];
+    const stats = layerStats(orig, applied, N, E);
+    const tf = performance.now();
+    await probeModel(model, tokens, config.batch, config.chunk_bytes ?? CHUNK_BYTES, stats, (d) => {
+      run.hooks.onProgress?.(ci, run.count, d, N);
+    });
+    run.forwardMs += performance.now() - tf;
+
+    const summaries = stats.map((s, l) => s.summary(l, orig[l]));
+    summaries.forEach((s, l) => {
+      s.profile.kmeans_inertia = part?.inertia[l] ?? null;
+      s.profile.kmeans_start = part?.start[l] ?? null;
+    });
+    run.firing.push(summaries.map((s) => s.firing));
+    const layers = summaries.map((s) => s.profile);
+    run.profiles.push({
+      path: entry.path,
+      step: entry.step,
+      moe: loaded.moe !== null,
+      act_ratio: layers.reduce((a, p) => a + p.act_ratio, 0) / L,
+      layers,
+    });
+    if (pairs && ci > 0) {
+      const massB = stats.map((s) => s.mass[1]);
+      const prev = run.labels[ci - 1];
+      run.similarity.push(comparePair(ci - 1, prev, own, run.prevOwnMass!, massB, N, E, run.topK));
+    }
+    run.prevOwnMass = pairs ? stats.map((s) => s.mass[0]) : null;
+  } finally {
+    loaded.model.release();
+  }
+}
+
 /**
  * Profiles every checkpoint on the probe set and compares consecutive ones.
  *
@@ -531,142 +700,43 @@ export async function runProfile(
   const { entries, topK } = await prepare(config);
   const { tokens, source } = loadProbeTokens(config.data, config.tokens);
   const model0 = entries[0].config;
-  const E = config.experts;
   const pairs = entries.length > 1;
-  const N = tokens.length;
 
   await autotuneMatmul(await initGpu());
-  let kmeansMs = 0;
-  let forwardMs = 0;
-  const profiles: CheckpointProfile[] = [];
-  const firing: Float32Array[][] = []; // [checkpoint][layer] (d_ff), original order
-  const labels: Int32Array[][] = []; // [checkpoint][layer] (d_ff), original order
-  const similarity: PairSimilarity[] = [];
-  // The previous checkpoint's activation mass under its own partition, per layer (N, E).
-  let prevOwnMass: Float64Array[] | null = null;
-
-  for (const [ci, entry] of entries.entries()) {
-    const loaded = await loadGPT(entry.path);
-    try {
-      const { model } = loaded;
-      const orig = neuronOrder(model, loaded.moe);
-      const L = model.config.n_layer;
-      // Partitions come first: the probe pass sums activations by expert.
-      const own: Int32Array[] = [];
-      const inertia: (number | null)[] = new Array(L).fill(null);
-      const start: ("warm" | "fresh" | null)[] = new Array(L).fill(null);
-      if (pairs) {
-        const tk = performance.now();
-        const rows = await fcRows(model, orig);
-        for (let l = 0; l < L; l++) {
-          const warm = ci > 0 ? labels[ci - 1][l] : undefined;
-          const km = await balancedKMeans(rows[l], model0.d_ff, model0.d_model, E, {
-            iters: config.iters,
-            seed: config.seed,
-            warm,
-            normalize: true,
-          });
-          own.push(Int32Array.from(km.labels));
-          inertia[l] = km.inertia;
-          start[l] = km.start;
-        }
-        kmeansMs += performance.now() - tk;
-      }
-      labels.push(own);
-      // Partitions applied in the probe pass, in stored neuron order: this
-      // checkpoint's own, then (for the pair with the previous one) the previous one's.
-      const applied = pairs ? [own, ...(ci > 0 ? [labels[ci - 1]] : [])] : [];
-      const stats = orig.map((o, l) => {
-        const stored = applied.map((lab) => {
-          const s = new Int32Array(o.length);
-          o.forEach((pos, i) => (s[pos] = lab[l][i]));
-          return s;
-        });
-        return new LayerStats(N, model0.d_ff, stored, E);
-      });
-      const tf = performance.now();
-      await probeModel(
-        model,
-        tokens,
-        config.batch,
-        config.chunk_bytes ?? CHUNK_BYTES,
-        stats,
-        (done) => {
-          hooks.onProgress?.(ci, entries.length, done, N);
-        },
-      );
-      forwardMs += performance.now() - tf;
-
-      const summaries = stats.map((s, l) => s.summary(l, orig[l]));
-      summaries.forEach((s, l) => {
-        s.profile.kmeans_inertia = inertia[l];
-        s.profile.kmeans_start = start[l];
-      });
-      firing.push(summaries.map((s) => s.firing));
-      const layers = summaries.map((s) => s.profile);
-      profiles.push({
-        path: entry.path,
-        step: entry.step,
-        moe: loaded.moe !== null,
-        act_ratio: layers.reduce((a, p) => a + p.act_ratio, 0) / L,
-        layers,
-      });
-
-      if (pairs && ci > 0) {
-        const ari: number[] = [];
-        const overlap: number[] = [];
-        for (let l = 0; l < L; l++) {
-          ari.push(adjustedRandIndex(labels[ci - 1][l], own[l]));
-          const setsA = oracleTopK(prevOwnMass![l], N, E, topK);
-          const setsB = oracleTopK(stats[l].mass[1], N, E, topK);
-          overlap.push(topkOverlap(setsA, setsB, topK));
-        }
-        similarity.push({
-          from: ci - 1,
-          to: ci,
-          ari,
-          overlap,
-          ari_mean: ari.reduce((a, b) => a + b, 0) / L,
-          overlap_mean: overlap.reduce((a, b) => a + b, 0) / L,
-        });
-      }
-      prevOwnMass = pairs ? stats.map((s) => s.mass[0]) : null;
-    } finally {
-      loaded.model.release();
-    }
-  }
+  const run: ProfileRun = {
+    config,
+    hooks,
+    tokens,
+    count: entries.length,
+    topK,
+    pairs,
+    kmeansMs: 0,
+    forwardMs: 0,
+    profiles: [],
+    firing: [],
+    labels: [],
+    similarity: [],
+    prevOwnMass: null,
+  };
+  for (const [ci, entry] of entries.entries()) await profileOne(run, ci, entry);
 
   const report: ProfileReport = {
     source,
-    tokens: N,
+    tokens: tokens.length,
     ctx: model0.ctx,
     config: model0,
-    experts: E,
+    experts: config.experts,
     top_k: topK,
     kmeans: { seed: config.seed, iters: config.iters },
     hist_bins: HIST_BINS,
-    checkpoints: profiles,
-    similarity,
-    timing: { forward_s: forwardMs / 1000, kmeans_s: kmeansMs / 1000, total_s: 0 },
+    checkpoints: run.profiles,
+    similarity: run.similarity,
+    timing: { forward_s: run.forwardMs / 1000, kmeans_s: run.kmeansMs / 1000, total_s: 0 },
     out: config.out,
   };
   if (config.out !== null) {
-    await Deno.mkdir(config.out, { recursive: true });
     const { n_layer: L, d_ff } = model0;
-    for (const [ci, p] of profiles.entries()) {
-      const stem = fileStem(ci, p.path);
-      const fire = new Float32Array(L * d_ff);
-      firing[ci].forEach((f, l) => fire.set(f, l * d_ff));
-      const files = { firing: `${stem}.firing.npy`, experts: null as string | null };
-      await writeFileAtomic(resolve(config.out, files.firing), npyBytes(fire, [L, d_ff]));
-      if (pairs) {
-        const lab = new Int32Array(L * d_ff);
-        labels[ci].forEach((a, l) => lab.set(a, l * d_ff));
-        files.experts = `${stem}.experts.npy`;
-        await writeFileAtomic(resolve(config.out, files.experts), npyBytes(lab, [L, d_ff]));
-      }
-      p.files = files;
-    }
+    await writeArrays(config.out, run.profiles, run.firing, pairs ? run.labels : null, L, d_ff);
   }
   report.timing.total_s = (performance.now() - t0) / 1000;
   if (config.out !== null) {

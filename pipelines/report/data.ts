@@ -1,6 +1,6 @@
 /**
  * Reading the runs of `ssd report`: a folder written by `ssd train` holds
- * `metrics.jsonl` (one SPEC 7 object per step, switch events, a final line)
+ * `metrics.jsonl` (one object per training step, switch events, a final line)
  * and checkpoints whose `ssd.train` metadata has the config (schedule,
  * switch threshold) and per-phase totals; only the newest checkpoint's
  * header is read. Every line and field the report uses is checked here, so
@@ -10,13 +10,14 @@
 import { basename, join, resolve } from "node:path";
 import { META_TRAIN, metaJson, readHeader } from "../../core/checkpoint.ts";
 import { ConfigError } from "../../core/errors.ts";
-import { Fields, type Json, show, uniqueNames } from "./_util.ts";
+import { Fields, type Json, show } from "../json_fields.ts";
+import { uniqueNames } from "./_util.ts";
 import type { AccountingState } from "../train/schedule.ts";
 
 /** Training phase of a step. */
 export type Phase = "dense" | "sparse";
 
-/** One training step of `metrics.jsonl` (SPEC 7 keys the report uses). */
+/** One training step of `metrics.jsonl` (the keys the report uses). */
 export interface StepRecord {
   /** Step number (1-based). */
   step: number;
@@ -96,6 +97,8 @@ export interface RunData {
   final: FinalRecord | null;
   /** Checkpoint metadata (null when the folder holds no checkpoint). */
   checkpoint: RunCheckpointInfo | null;
+  /** Line number of an incomplete last line that was left out (a live or killed run). */
+  partial_line?: number;
 }
 
 /** File name of the per-step metrics in a run folder. */
@@ -107,6 +110,9 @@ const PHASES: readonly Phase[] = ["dense", "sparse"];
  * Parses the text of a `metrics.jsonl`. A blank line (other than the file's
  * trailing newline) or a line that is not a JSON object is an error; unknown
  * keys and unknown `event` lines are skipped so that newer files still read.
+ * A last line with no newline that does not parse is one the trainer is
+ * still writing (or was killed writing): it is left out and its number
+ * returned as `partial_line`.
  *
  * @param text the file's contents
  * @param path the file, for messages
@@ -116,12 +122,22 @@ const PHASES: readonly Phase[] = ["dense", "sparse"];
 export function parseMetrics(
   text: string,
   path: string,
-): { steps: StepRecord[]; switches: SwitchRecord[]; final: FinalRecord | null } {
+): {
+  steps: StepRecord[];
+  switches: SwitchRecord[];
+  final: FinalRecord | null;
+  partial_line?: number;
+} {
   const steps: StepRecord[] = [];
   const switches: SwitchRecord[] = [];
   let final: FinalRecord | null = null;
   const lines = text.split("\n");
   if (lines.at(-1) === "") lines.pop();
+  let partial: number | undefined;
+  if (!text.endsWith("\n") && lines.length > 0 && !parses(lines.at(-1)!)) {
+    partial = lines.length;
+    lines.pop();
+  }
   lines.forEach((line, i) => {
     const f = new Fields(`${path} line ${i + 1}`);
     if (line.trim() === "") f.fail("the line is empty (expected one JSON object per line)");
@@ -180,7 +196,21 @@ export function parseMetrics(
     throw new ConfigError(`${path} holds no training steps: is the run still starting?`);
   }
   steps.sort((a, b) => a.step - b.step);
-  return { steps, switches, final };
+  return partial === undefined ? { steps, switches, final } : {
+    steps,
+    switches,
+    final,
+    partial_line: partial,
+  };
+}
+
+function parses(line: string): boolean {
+  try {
+    JSON.parse(line);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** The checkpoint whose metadata describes the run: `final`, else the highest `ckpt-N`. */
@@ -250,7 +280,7 @@ export async function readRun(dir: string): Promise<RunData> {
       `Run folder ${dir} has no ${METRICS_FILE}: give folders written by ssd train --out`,
     );
   }
-  const { steps, switches, final } = parseMetrics(text, path);
+  const { steps, switches, final, partial_line } = parseMetrics(text, path);
   const ckpt = await newestCheckpoint(dir);
   const checkpoint = ckpt ? await checkpointInfo(ckpt) : null;
   return {
@@ -261,6 +291,7 @@ export async function readRun(dir: string): Promise<RunData> {
     switches,
     final,
     checkpoint,
+    ...(partial_line === undefined ? {} : { partial_line }),
   };
 }
 

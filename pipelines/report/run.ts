@@ -19,7 +19,7 @@ import { type BenchData, labelBenches, readBench } from "./bench.ts";
 import type { PlotSpec, SkippedPlot } from "./_style.ts";
 import { benchLossPlot, benchSpeedPlot } from "./bench_charts.ts";
 import { activationPlot, flopsPlot, lossPlot, similarityPlot, throughputPlot } from "./charts.ts";
-import { labelRuns, readRun, type RunData, summarizeRun } from "./data.ts";
+import { labelRuns, METRICS_FILE, readRun, type RunData, summarizeRun } from "./data.ts";
 import { type RenderedPlot, reportHtml } from "./html.ts";
 
 /** What `ssd report` reads and writes. */
@@ -65,6 +65,8 @@ export interface ReportResult {
   ms: number;
   /** Warnings of the vega-lite compiler (none expected: each would be a bug in a spec). */
   warnings: string[];
+  /** One line per run whose metrics end in an incomplete line (left out of the plots). */
+  notes: string[];
 }
 
 let vegaModules:
@@ -72,7 +74,7 @@ let vegaModules:
   | null = null;
 
 /**
- * Loads vega and vega-lite on first use: they take ~150 ms to import, which
+ * Loads vega and vega-lite on first use: they are slow to import, which
  * every other subcommand (all registered in one CLI) would otherwise pay.
  */
 function loadVega() {
@@ -216,5 +218,9 @@ export async function runReport(config: ReportConfig): Promise<ReportResult> {
     bench: benches.map((b) => b.file),
     ms: performance.now() - t0,
     warnings,
+    notes: runs.filter((r) => r.partial_line !== undefined).map((r) =>
+      `${join(r.dir, METRICS_FILE)} line ${r.partial_line} is incomplete (a live or killed run): ` +
+      `drew the ${r.partial_line! - 1} complete lines`
+    ),
   };
 }

@@ -56,7 +56,8 @@
  */
 import { defaultTopK } from "../../core/nn/moe_layout.ts";
 import { ConfigError, SsdError } from "../../core/errors.ts";
-import { balancedKMeans, type DistanceDevice } from "../../core/moe/balanced_kmeans.ts";
+import type { DistanceDevice } from "../../core/moe/balanced_kmeans.ts";
+import { DEFAULT_FRESH_MARGIN, trackedPartition } from "../../core/moe/stability.ts";
 import { adjustedRandIndex, type Labels } from "../../core/moe/partition.ts";
 
 /** Which schedule `ssd train` runs. */
@@ -99,7 +100,7 @@ export const DEFAULT_SCHEDULE_CONFIG: Readonly<ScheduleConfig> = Object.freeze({
   sparse_from: null,
   experts: 16,
   top_k: null,
-  fresh_margin: 0.01,
+  fresh_margin: DEFAULT_FRESH_MARGIN,
 });
 
 /** A config with the run-dependent defaults filled in. */
@@ -695,26 +696,18 @@ export class PartitionMonitor {
     const o = this.options;
     const layers: LayerCheck[] = [];
     for (const [l, r] of rows.entries()) {
-      const common = { iters: o.iters, seed: o.seed ?? 0, normalize: true, distance: o.distance };
-      const fresh = await balancedKMeans(r, dff, dModel, this.experts, common);
-      let kept = fresh;
-      let warmInertia: number | null = null;
-      if (prev) {
-        const warm = await balancedKMeans(r, dff, dModel, this.experts, {
-          ...common,
-          warm: prev[l],
-          keepBest: false,
-        });
-        warmInertia = warm.inertia;
-        if (!(fresh.inertia < warm.inertia * (1 - this.freshMargin))) kept = warm;
-      }
+      const kept = await trackedPartition(r, dff, dModel, this.experts, {
+        warm: prev?.[l],
+        fresh_margin: this.freshMargin,
+        iters: o.iters,
+        seed: o.seed,
+        distance: o.distance,
+      });
+      const { labels, ...rest } = kept;
       layers.push({
-        labels: kept.labels,
-        similarity: prev ? partitionSimilarity(prev[l], kept.labels) : null,
-        start: kept === fresh ? "fresh" : "warm",
-        inertia: kept.inertia,
-        warm_inertia: warmInertia,
-        fresh_inertia: fresh.inertia,
+        labels,
+        similarity: prev ? partitionSimilarity(prev[l], labels) : null,
+        ...rest,
       });
     }
     this.#labels = layers.map((x) => x.labels);

@@ -1,6 +1,7 @@
 /**
  * Running the real `ssd` CLI as a subprocess (`deno run -A cli/main.ts ...`)
- * for the command tests, and the SPEC 8 check of a failed run.
+ * for the command tests, and the check of a failed run (one `ssd: ` line on
+ * stderr, a non-zero exit, no stack trace).
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
@@ -25,9 +26,8 @@ export function noAutotune(): void {
   Deno.env.set("SSD_NO_AUTOTUNE", "1");
 }
 
-/** Runs `ssd ARGS` and waits for it (autotune off, see `noAutotune`). */
-export async function ssd(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const out = await new Deno.Command(Deno.execPath(), {
+function command(args: string[], env: Record<string, string>): Deno.Command {
+  return new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "cli/main.ts", ...args],
     cwd: ROOT,
     env: {
@@ -39,7 +39,12 @@ export async function ssd(args: string[], env: Record<string, string> = {}): Pro
     },
     stdout: "piped",
     stderr: "piped",
-  }).output();
+  });
+}
+
+/** Runs `ssd ARGS` and waits for it (autotune off, see `noAutotune`). */
+export async function ssd(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  const out = await command(args, env).output();
   const dec = new TextDecoder();
   return {
     code: out.code,
@@ -49,7 +54,7 @@ export async function ssd(args: string[], env: Record<string, string> = {}): Pro
   };
 }
 
-/** Asserts a SPEC 8 failure: exit `code`, one `ssd: ` line on stderr, no stack trace. */
+/** Asserts a user-error failure: exit `code`, one `ssd: ` line on stderr, no stack trace. */
 export function assertOneErrorLine(r: Run, code: number): string {
   assert.equal(r.code, code, `exit code (stderr: ${r.stderr})`);
   const lines = r.stderr.split("\n").filter((l) => l !== "");
@@ -58,4 +63,29 @@ export function assertOneErrorLine(r: Run, code: number): string {
   assert.doesNotMatch(r.stderr, /\bat .*:\d+:\d+|Error:|file:\/\//, "stack trace on stderr");
   assert.doesNotMatch(lines[0], /internal error/, "a user error reported as a bug");
   return lines[0];
+}
+
+/**
+ * Runs `ssd ARGS | head -c BYTES`: reads `bytes` bytes of stdout, closes the
+ * pipe, and waits for the process. `stdout` holds the bytes read.
+ */
+export async function ssdHead(args: string[], bytes: number): Promise<Run> {
+  const child = command(args, {}).spawn();
+  const stderr = new Response(child.stderr).text();
+  const reader = child.stdout.getReader();
+  const got: number[] = [];
+  while (got.length < bytes) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    got.push(...value);
+  }
+  await reader.cancel();
+  const status = await child.status;
+  const head = Uint8Array.from(got.slice(0, bytes));
+  return {
+    code: status.code,
+    stdout: new TextDecoder().decode(head),
+    stdoutBytes: head,
+    stderr: await stderr,
+  };
 }

@@ -8,15 +8,14 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { intListArg } from "../../cli/_flags.ts";
 import { setupGpu } from "../_helpers.ts";
-import { sampleText, TINY_CONFIG, writeTinyCheckpoint } from "../pipelines/_tiny_checkpoint.ts";
+import { sampleText, TINY_CONFIG } from "../pipelines/_tiny_checkpoint.ts";
+import { assertBenchContract } from "../pipelines/bench/_contract.ts";
 import { assertOneErrorLine, noAutotune, ssd } from "./_ssd.ts";
+import { scratchTiny } from "../pipelines/_scratch.ts";
 
 noAutotune();
 await setupGpu();
-const dir = await Deno.makeTempDir({ prefix: "ssd_cli_bench_" });
-globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
-const ckpt = join(dir, "tiny.safetensors");
-await writeTinyCheckpoint(ckpt, { seed: 6 });
+const { dir, ckpt } = await scratchTiny("ssd_cli_bench_", { seed: 6 });
 const data = join(dir, "val.txt");
 await Deno.writeTextFile(data, sampleText(2000));
 const quick = ["--data", data, "--val-tokens", "500", "--reps", "1", "--batch", "2"];
@@ -25,16 +24,7 @@ Deno.test("ssd bench --json: the contract's document; k = E at the dense loss", 
   const r = await ssd(["bench", ckpt, "--experts", "4", "--top-k", "1,4", "--json", ...quick]);
   assert.equal(r.code, 0, r.stderr);
   const doc = JSON.parse(r.stdout);
-  assert.deepEqual(Object.keys(doc), [
-    "checkpoint",
-    "experts",
-    "moefied",
-    "model",
-    "prompt_len",
-    "gen",
-    "device",
-    "rows",
-  ]);
+  assertBenchContract(doc);
   assert.equal(doc.checkpoint, ckpt);
   assert.equal(doc.experts, 4);
   assert.equal(doc.moefied, true);

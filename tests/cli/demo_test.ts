@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ssd } from "./_ssd.ts";
+import { assertOneErrorLine, ssd } from "./_ssd.ts";
 
 const TINY = [
   "demo",
@@ -78,4 +78,17 @@ Deno.test("ssd demo: a bad flag is one line and a non-zero exit", async () => {
   const lines = r.stderr.trim().split("\n");
   assert.equal(lines.length, 1, r.stderr);
   assert.match(lines[0], /--steps/);
+});
+
+Deno.test("ssd demo --out naming an existing file is one clear line", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = join(dir, "taken");
+    await Deno.writeTextFile(file, "keep me");
+    const r = await ssd([...TINY, "--out", file]);
+    assert.match(assertOneErrorLine(r, 1), /--out .*taken is an existing file: give a folder/);
+    assert.equal(await Deno.readTextFile(file), "keep me");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -1,27 +1,20 @@
 /**
- * `ssd eval` as a real subprocess: the table, `--json` with exactly SPEC 7's
- * keys and the same numbers as `runEval()` in process, and bad input (one
- * line on stderr, no stack trace, nothing on stdout, no file written).
+ * `ssd eval` as a real subprocess: the table, `--json` with exactly nll,
+ * bpb, ppl, tokens and top_k and the same numbers as `runEval()` in
+ * process, and bad input (one line on stderr, no stack trace, nothing on
+ * stdout, no file written).
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DEFAULT_EVAL_CONFIG, runEval } from "../../pipelines/eval.ts";
 import { setupGpu } from "../_helpers.ts";
-import {
-  listDir,
-  sampleText,
-  TINY_CONFIG,
-  truncateCopy,
-  writeTinyCheckpoint,
-} from "../pipelines/_tiny_checkpoint.ts";
+import { listDir, sampleText, TINY_CONFIG, truncateCopy } from "../pipelines/_tiny_checkpoint.ts";
 import { assertOneErrorLine, noAutotune, ssd } from "./_ssd.ts";
+import { scratchTiny } from "../pipelines/_scratch.ts";
 
 noAutotune();
 await setupGpu();
-const dir = await Deno.makeTempDir({ prefix: "ssd_cli_eval_" });
-globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
-const ckpt = join(dir, "tiny.safetensors");
-await writeTinyCheckpoint(ckpt);
+const { dir, ckpt } = await scratchTiny("ssd_cli_eval_");
 const text = join(dir, "text.txt");
 await Deno.writeTextFile(text, sampleText(300));
 
@@ -90,6 +83,11 @@ Deno.test("ssd eval: bad input exits non-zero with one line and writes nothing",
     [["eval", ckpt, "--data", text, "--batch", "0"], 2, /--batch.*positive integer/],
     [["eval", ckpt, "--data", text, "--batch", "two"], 2, /--batch.*integer/],
     [["eval", ckpt, "--data", text, "--bogus"], 2, /unknown option '--bogus'/],
+    [
+      ["eval", ckpt, "--data", text, "--top-k", "2", "--dense"],
+      1,
+      /--top-k 2 and --dense contradict/,
+    ],
     [["eval"], 2, /missing required argument 'checkpoint'/],
   ];
   for (const [args, code, re] of cases) {

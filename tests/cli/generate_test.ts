@@ -8,15 +8,13 @@ import { join } from "node:path";
 import { decode } from "../../core/tokenizer.ts";
 import { type GenerateConfig, runGenerate } from "../../pipelines/generate.ts";
 import { setupGpu } from "../_helpers.ts";
-import { listDir, truncateCopy, writeTinyCheckpoint } from "../pipelines/_tiny_checkpoint.ts";
-import { assertOneErrorLine, noAutotune, ssd } from "./_ssd.ts";
+import { listDir, truncateCopy } from "../pipelines/_tiny_checkpoint.ts";
+import { assertOneErrorLine, noAutotune, ssd, ssdHead } from "./_ssd.ts";
+import { scratchTiny } from "../pipelines/_scratch.ts";
 
 noAutotune();
 await setupGpu();
-const dir = await Deno.makeTempDir({ prefix: "ssd_cli_generate_" });
-globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
-const ckpt = join(dir, "tiny.safetensors");
-await writeTinyCheckpoint(ckpt, { seed: 3 });
+const { dir, ckpt } = await scratchTiny("ssd_cli_generate_", { seed: 3 });
 
 async function inProcess(c: Omit<GenerateConfig, "checkpoint">): Promise<number[]> {
   const out: number[] = [];
@@ -109,4 +107,23 @@ Deno.test("ssd generate: bad input exits non-zero with one line and no output", 
     assert.equal(r.stdout, "", `nothing on stdout: ${args.join(" ")}`);
   }
   assert.deepEqual(await listDir(dir), before, "no file created");
+});
+
+Deno.test("ssd generate ... | head -c 100 ends quietly with exit 0", async () => {
+  const args = ["generate", ckpt, "--prompt", "the cat", "--tokens", "4000", "--seed", "3"];
+  const r = await ssdHead(args, 100);
+  assert.equal(r.stdoutBytes.length, 100);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stderr, "");
+});
+
+Deno.test("ssd generate refuses --top-k with --dense, and more tokens than the adapter holds", async () => {
+  const both = await ssd(["generate", ckpt, "--prompt", "a", "--top-k", "2", "--dense"]);
+  assert.match(assertOneErrorLine(both, 1), /--top-k 2 and --dense contradict each other/);
+  assert.equal(both.stdout, "");
+  const huge = await ssd(["generate", ckpt, "--prompt", "a", "--tokens", "100000000"]);
+  const line = assertOneErrorLine(huge, 1);
+  assert.match(line, /--tokens 100000000 needs a token buffer of .* MiB/);
+  assert.match(line, /this adapter's max\w+ of .* MiB: give --tokens \d+ or less/);
+  assert.equal(huge.stdout, "");
 });

@@ -4,7 +4,7 @@
  * exit, no output file).
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { readHeader } from "../../core/checkpoint.ts";
 import { writeTinyCheckpoint } from "../pipelines/_tiny_checkpoint.ts";
 import { assertOneErrorLine, ssd } from "./_ssd.ts";
@@ -105,4 +105,18 @@ Deno.test("ssd moefy refuses an MoE checkpoint, and eval --top-k a dense one", a
   assert.match(assertOneErrorLine(e, 1), /--top-k needs an MoE checkpoint/);
   const k = await ssd(["eval", moe, "--data", text, "--top-k", "9"]);
   assert.match(assertOneErrorLine(k, 1), /--top-k must be in 1..4/);
+});
+
+Deno.test("ssd moefy refuses -o naming the source checkpoint, however it is spelled", async () => {
+  const before = await Deno.readFile(dense);
+  const link = join(dir, "dense_link.safetensors");
+  await Deno.symlink(dense, link);
+  const name = "dense.safetensors";
+  const spellings = [dense, `${dir}/./${name}`, `${dir}/../${basename(dir)}/${name}`, link];
+  for (const out of spellings) {
+    const r = await ssd(["moefy", dense, "--experts", "4", "-o", out, "--data", text]);
+    assert.match(assertOneErrorLine(r, 1), /is the source checkpoint/, out);
+  }
+  assert.deepEqual(await Deno.readFile(dense), before, "the dense source is untouched");
+  await Deno.remove(link);
 });

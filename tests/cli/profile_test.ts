@@ -12,11 +12,11 @@ import { DEFAULT_PROFILE_CONFIG, runProfile } from "../../pipelines/profile/run.
 import { setupGpu } from "../_helpers.ts";
 import { sampleText, TINY_CONFIG, writeTinyCheckpoint } from "../pipelines/_tiny_checkpoint.ts";
 import { assertOneErrorLine, noAutotune, ssd } from "./_ssd.ts";
+import { scratchDir } from "../pipelines/_scratch.ts";
 
 noAutotune();
 await setupGpu();
-const dir = await Deno.makeTempDir({ prefix: "ssd_cli_profile_" });
-globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+const dir = await scratchDir("ssd_cli_profile_");
 const config = { ...TINY_CONFIG, n_layer: 2, d_ff: 32 };
 const a = join(dir, "ckpt-20.safetensors");
 const b = join(dir, "ckpt-10.safetensors");
@@ -97,5 +97,8 @@ Deno.test("ssd profile: bad input exits non-zero with one line and writes nothin
     assert.match(assertOneErrorLine(r, code), msg);
     assert.equal(r.stdout, "");
   }
+  // Refused up front, also for one checkpoint (no pair to partition).
+  const seven = await ssd(["profile", a, "--data", text, "--experts", "7", "--out", out]);
+  assert.match(assertOneErrorLine(seven, 1), /--experts 7 does not divide d_ff 32/);
   await assert.rejects(() => Deno.stat(out), Deno.errors.NotFound);
 });

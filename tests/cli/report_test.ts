@@ -8,9 +8,9 @@ import { join } from "node:path";
 import { figures, writeBench, writeSyntheticRun } from "../pipelines/report/_fixtures.ts";
 import { listDir } from "../pipelines/_tiny_checkpoint.ts";
 import { assertOneErrorLine, ssd } from "./_ssd.ts";
+import { scratchDir } from "../pipelines/_scratch.ts";
 
-const dir = await Deno.makeTempDir({ prefix: "ssd_cli_report_" });
-globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+const dir = await scratchDir("ssd_cli_report_");
 const runA = await writeSyntheticRun(join(dir, "runs", "ssd"), {
   schedule: "ssd",
   steps: 400,
@@ -60,6 +60,25 @@ Deno.test("ssd report prints where the page went, one line per run", async () =>
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, new RegExp(`^wrote ${out} \\(\\d+ KiB, 5 plots, 1 run\\)$`, "m"));
   assert.match(r.stdout, /^ {2}ssd: 400 steps, val loss 1\.9300$/m);
+  assert.ok((await Deno.stat(out)).size > 10_000);
+});
+
+Deno.test("ssd report on a live or killed run draws the complete lines and notes the partial one", async () => {
+  const live = join(dir, "runs", "live");
+  await Deno.mkdir(live, { recursive: true });
+  const lines = (await Deno.readTextFile(join(runB, "metrics.jsonl"))).split("\n").slice(0, 101);
+  // 100 complete step lines, then a line cut off mid-write.
+  await Deno.writeTextFile(
+    join(live, "metrics.jsonl"),
+    lines.join("\n") + "\n" + '{"step": 101, "lo',
+  );
+  const out = join(dir, "live.html");
+  const r = await ssd(["report", live, "--out", out]);
+  assert.equal(r.code, 0, r.stderr);
+  const notes = r.stderr.split("\n").filter((l) => l !== "");
+  assert.equal(notes.length, 1, r.stderr);
+  assert.match(notes[0], /metrics\.jsonl line 102 is incomplete .*: drew the 101 complete lines/);
+  assert.match(r.stdout, /^ {2}live · sparse: 100 steps, unfinished$/m);
   assert.ok((await Deno.stat(out)).size > 10_000);
 });
 

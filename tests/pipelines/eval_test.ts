@@ -1,6 +1,6 @@
 /**
  * `runEval()` in process against a direct computation: the checkpoint's
- * model is run over the same SPEC 7 windows (all full windows in one
+ * model is run over the same eval windows (all full windows in one
  * forward, the short last one alone), and the mean next-token NLL is
  * computed on the host in float64 from the logits, independently of the
  * cross-entropy kernel and of `evaluateTokens`. Tolerance: 1e-5 relative
@@ -20,19 +20,18 @@ import { tidyAsync } from "../../core/scope.ts";
 import { noGrad } from "../../core/tape.ts";
 import { tensor } from "../../core/tensor.ts";
 import { encode } from "../../core/tokenizer.ts";
-import { EVAL_CHUNK_WINDOWS, loadEvalTokens, runEval } from "../../pipelines/eval.ts";
+import { loadEvalTokens } from "../../pipelines/checks.ts";
+import { EVAL_CHUNK_WINDOWS, runEval } from "../../pipelines/eval.ts";
 import { setupGpu } from "../_helpers.ts";
 import { sampleText, TINY_CONFIG, writeTinyCheckpoint } from "./_tiny_checkpoint.ts";
+import { scratchTiny } from "./_scratch.ts";
 
 // Tests never pay for a kernel trial (the pipelines run one when autotune is on).
 Deno.env.set("SSD_NO_AUTOTUNE", "1");
 const g = await setupGpu();
-const dir = await Deno.makeTempDir({ prefix: "ssd_eval_" });
-globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
-const ckpt = join(dir, "tiny.safetensors");
-await writeTinyCheckpoint(ckpt);
+const { dir, ckpt } = await scratchTiny("ssd_eval_");
 
-/** Mean NLL over the SPEC 7 windows, from the model's logits, in float64 on the host. */
+/** Mean NLL over the eval windows, from the model's logits, in float64 on the host. */
 async function directNll(model: GPT, tokens: Uint8Array): Promise<{ nll: number; count: number }> {
   const { ctx, vocab: V } = model.config;
   const windows = evalWindows(tokens, ctx);

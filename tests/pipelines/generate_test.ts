@@ -15,15 +15,13 @@ import { tensor } from "../../core/tensor.ts";
 import { encode } from "../../core/tokenizer.ts";
 import { type GenerateConfig, generateTokens, runGenerate } from "../../pipelines/generate.ts";
 import { setupGpu } from "../_helpers.ts";
-import { TINY_CONFIG, truncateCopy, writeTinyCheckpoint } from "./_tiny_checkpoint.ts";
+import { TINY_CONFIG, truncateCopy } from "./_tiny_checkpoint.ts";
+import { scratchTiny } from "./_scratch.ts";
 
 // Tests never pay for a kernel trial (the pipelines run one when autotune is on).
 Deno.env.set("SSD_NO_AUTOTUNE", "1");
 const g = await setupGpu();
-const dir = await Deno.makeTempDir({ prefix: "ssd_generate_" });
-globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
-const ckpt = join(dir, "tiny.safetensors");
-await writeTinyCheckpoint(ckpt, { seed: 3 });
+const { dir, ckpt } = await scratchTiny("ssd_generate_", { seed: 3 });
 
 function config(over: Partial<GenerateConfig> = {}): GenerateConfig {
   return {

@@ -19,7 +19,13 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type HostTensor, readCheckpoint, writeCheckpoint } from "../../../core/checkpoint.ts";
+import {
+  f32Data,
+  type HostTensor,
+  readCheckpoint,
+  writeCheckpoint,
+} from "../../../core/checkpoint.ts";
+import { trackedPartition } from "../../../core/moe/stability.ts";
 import { evalWindows } from "../../../core/data.ts";
 import { CheckpointError, ConfigError } from "../../../core/errors.ts";
 import type { GPTConfig } from "../../../core/nn/config.ts";
@@ -39,11 +45,11 @@ import {
 } from "../../../pipelines/profile/run.ts";
 import { setupGpu } from "../../_helpers.ts";
 import { listDir, sampleText, TINY_CONFIG, writeTinyCheckpoint } from "../_tiny_checkpoint.ts";
+import { scratchDir } from "../_scratch.ts";
 
 Deno.env.set("SSD_NO_AUTOTUNE", "1");
 await setupGpu();
-const dir = await Deno.makeTempDir({ prefix: "ssd_profile_" });
-globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+const dir = await scratchDir("ssd_profile_");
 
 /** Two layers so that per-layer results cannot be mixed up; ctx 8 so windows are cheap. */
 const CONFIG: GPTConfig = { ...TINY_CONFIG, n_layer: 2, d_ff: 32 };
@@ -417,6 +423,35 @@ Deno.test("runProfile() orders checkpoints by training step, not as given", asyn
   assert.deepEqual(r.similarity[1].ari, [1, 1], "equal steps: the same file twice");
 });
 
+Deno.test("runProfile() partitions by the shared warm-vs-fresh rule (trackedPartition)", async () => {
+  const other = join(dir, "rule_other.safetensors");
+  await writeTinyCheckpoint(other, { config: WIDE, seed: 29, train: { step: 300 } });
+  const out = join(dir, "rule_out");
+  const r = await runProfile(cfg([base, other], { experts: 8, out }));
+  const files = r.checkpoints.map((c) => c.files!);
+  const saved = files.map((f) => readNpy(Deno.readFileSync(join(out, f.experts!))).data);
+  let prev: Uint32Array[] | undefined;
+  for (const [ci, path] of [base, other].entries()) {
+    const ck = await readCheckpoint(path);
+    const next: Uint32Array[] = [];
+    for (let l = 0; l < WIDE.n_layer; l++) {
+      const name = `transformer.h.${l}.mlp.c_fc.weight`;
+      const rows = f32Data(ck.tensors.get(name)!, name);
+      const want = await trackedPartition(rows, 128, WIDE.d_model, 8, {
+        warm: prev?.[l],
+        iters: DEFAULT_PROFILE_CONFIG.iters,
+        seed: DEFAULT_PROFILE_CONFIG.seed,
+      });
+      const layer = r.checkpoints[ci].layers[l];
+      assert.equal(layer.kmeans_start, want.start, `checkpoint ${ci} layer ${l}`);
+      assert.equal(layer.kmeans_inertia, want.inertia);
+      assert.deepEqual([...saved[ci].subarray(l * 128, (l + 1) * 128)], [...want.labels]);
+      next.push(want.labels);
+    }
+    prev = next;
+  }
+});
+
 Deno.test("npyBytes() writes NumPy 1.0 headers for 1-D and 2-D arrays", () => {
   const one = readNpy(npyBytes(Int32Array.from([1, -2, 3]), [3]));
   assert.deepEqual(one.shape, [3]);
@@ -441,6 +476,11 @@ Deno.test("runProfile(): bad input throws one-line errors and writes nothing", a
       { checkpoints: [base, base], experts: 5 },
       ConfigError,
       /--experts 5 does not divide d_ff 128/,
+    ],
+    [
+      { checkpoints: [base], experts: 7 },
+      ConfigError,
+      /--experts 7 does not divide d_ff 128/,
     ],
     [{ checkpoints: [base], experts: 8, top_k: 9 }, ConfigError, /--top-k must be .* 1\.\.8/],
     [{ checkpoints: [base], tokens: 0 }, ConfigError, /--tokens must be a positive integer/],

@@ -1,7 +1,7 @@
 /**
  * Inputs for the `ssd report` tests, with no GPU and no training: run
  * folders whose `metrics.jsonl` has exactly the lines `ssd train` writes
- * (SPEC 7 keys, switch events, the final line; compare /tmp-style real runs)
+ * (the keys ssd train writes, switch events, the final line)
  * and, optionally, a checkpoint whose `ssd.train` holds the config and the
  * per-phase accounting; and `ssd bench --json` documents.
  */
@@ -144,7 +144,7 @@ export async function writeSyntheticRun(dir: string, o: SyntheticRun): Promise<s
   return dir;
 }
 
-/** An `ssd bench --json` document (notes/BENCH_JSON.md) for E experts at each k. */
+/** An `ssd bench --json` document (pipelines/bench/json.ts) for E experts at each k. */
 export function benchDoc(checkpoint: string, ks: number[], experts = 16): Record<string, unknown> {
   const denseFlops = 524288;
   const row = (k: number | null) => {

@@ -25,9 +25,9 @@ import { runTrain } from "../../../pipelines/train/run.ts";
 import { setupGpu } from "../../_helpers.ts";
 import { figures, writeBench, writeSyntheticRun } from "./_fixtures.ts";
 import { listDir } from "../_tiny_checkpoint.ts";
+import { scratchDir } from "../_scratch.ts";
 
-const dir = await Deno.makeTempDir({ prefix: "ssd_report_" });
-globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+const dir = await scratchDir("ssd_report_");
 
 const ssdRun = await writeSyntheticRun(join(dir, "ssd"), {
   schedule: "ssd",
