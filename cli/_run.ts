@@ -6,8 +6,7 @@
  * `SSD_DEBUG=1`, which adds the stack trace.
  */
 import { Command, CommanderError } from "commander";
-import { DEBUG_STACKS } from "../gpu/debug.ts";
-import { SsdError } from "../core/errors.ts";
+import { DEBUG_STACKS, SsdError } from "../core/errors.ts";
 
 /** Exit code of a successful run. */
 export const EXIT_OK = 0;

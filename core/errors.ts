@@ -5,6 +5,8 @@
 import { SsdError } from "../gpu/errors.ts";
 
 export { GpuError, NO_ADAPTER_HINT, SsdError } from "../gpu/errors.ts";
+// Whether errors should carry their stack traces (`SSD_DEBUG`): the CLI asks here.
+export { DEBUG_STACKS } from "../gpu/debug.ts";
 
 /** Tensor shapes (or index ranges) do not fit the op. */
 export class ShapeError extends SsdError {
