@@ -10,6 +10,11 @@
  *   step >= total:           minLr
  *
  * Steps count from 0 (the first update uses `lrAt(0, s)`).
+ *
+ * A run extended past its planned length (`extendLrSchedule`) keeps every
+ * rate it already used: from the step it is extended at, the rate decays
+ * by the same cosine from its value there to `minLr` at the new `total`
+ * (`decayFrom`), so the curve has no jump.
  */
 import { ConfigError } from "./errors.ts";
 
@@ -23,6 +28,8 @@ export interface LrSchedule {
   warmup: number;
   /** Step at which the decay reaches `minLr`. */
   total: number;
+  /** Set by `extendLrSchedule`: from `step` on, the cosine starts again at `lr`. */
+  decayFrom?: { step: number; lr: number };
 }
 
 /** Throws `ConfigError` unless `s` is a usable schedule; returns it. */
@@ -36,6 +43,13 @@ export function checkLrSchedule(s: LrSchedule): LrSchedule {
   if (!Number.isInteger(s.warmup) || s.warmup < 0) bad("warmup must be an integer >= 0");
   if (!Number.isInteger(s.total) || s.total < 0) bad("total must be an integer >= 0");
   if (s.warmup > s.total) bad("warmup must not exceed total");
+  if (s.decayFrom !== undefined) {
+    const { step, lr } = s.decayFrom;
+    if (!Number.isInteger(step) || step < s.warmup || step > s.total) {
+      bad("decayFrom.step must be an integer in [warmup, total]");
+    }
+    if (!(lr >= s.minLr && lr <= s.maxLr)) bad("decayFrom.lr must be in [minLr, maxLr]");
+  }
   return s;
 }
 
@@ -47,6 +61,25 @@ export function lrAt(step: number, s: LrSchedule): number {
   checkLrSchedule(s);
   if (step < s.warmup) return (s.maxLr * (step + 1)) / s.warmup;
   if (step >= s.total) return s.minLr;
-  const r = (step - s.warmup) / (s.total - s.warmup);
-  return s.minLr + 0.5 * (1 + Math.cos(Math.PI * r)) * (s.maxLr - s.minLr);
+  const from = s.decayFrom && step >= s.decayFrom.step
+    ? s.decayFrom
+    : { step: s.warmup, lr: s.maxLr };
+  const r = (step - from.step) / (s.total - from.step);
+  return s.minLr + 0.5 * (1 + Math.cos(Math.PI * r)) * (from.lr - s.minLr);
+}
+
+/**
+ * The schedule of a run that continues at `step` for `total` steps in all
+ * (more than planned): rates before `step` are unchanged, and from `step`
+ * the rate decays from its current value to `minLr` at `total`. During
+ * warmup only the end of the decay moves. Returns `s` when `total` is its own.
+ */
+export function extendLrSchedule(s: LrSchedule, step: number, total: number): LrSchedule {
+  checkLrSchedule(s);
+  if (!Number.isInteger(total) || total < step || step < 0) {
+    throw new RangeError(`extendLrSchedule(): need 0 <= step (${step}) <= total (${total})`);
+  }
+  if (total === s.total) return s;
+  if (step <= s.warmup) return checkLrSchedule({ ...s, total });
+  return checkLrSchedule({ ...s, total, decayFrom: { step, lr: lrAt(step, s) } });
 }

@@ -11,10 +11,13 @@ import { basename, join, resolve } from "node:path";
 import { META_TRAIN, metaJson, readHeader } from "../../core/checkpoint.ts";
 import { ConfigError } from "../../core/errors.ts";
 import { Fields, type Json, show, uniqueNames } from "./_util.ts";
-import type { AccountingState } from "../train/schedule.ts";
+import type { AccountingState } from "../train/accounting.ts";
+import { METRICS_FILE } from "../train/metrics.ts";
+import { newestRunCheckpoint } from "../train/run_folder.ts";
+import type { Phase } from "../train/schedule.ts";
 
-/** Training phase of a step. */
-export type Phase = "dense" | "sparse";
+export type { Phase };
+export { METRICS_FILE };
 
 /** One training step of `metrics.jsonl` (SPEC 7 keys the report uses). */
 export interface StepRecord {
@@ -98,9 +101,6 @@ export interface RunData {
   checkpoint: RunCheckpointInfo | null;
 }
 
-/** File name of the per-step metrics in a run folder. */
-export const METRICS_FILE = "metrics.jsonl";
-
 const PHASES: readonly Phase[] = ["dense", "sparse"];
 
 /**
@@ -183,18 +183,6 @@ export function parseMetrics(
   return { steps, switches, final };
 }
 
-/** The checkpoint whose metadata describes the run: `final`, else the highest `ckpt-N`. */
-async function newestCheckpoint(dir: string): Promise<string | null> {
-  let best: { step: number; name: string } | null = null;
-  for await (const e of Deno.readDir(dir)) {
-    if (!e.isFile) continue;
-    const m = /^ckpt-(\d+)\.safetensors$/.exec(e.name);
-    const step = m ? Number(m[1]) : e.name === "final.safetensors" ? Infinity : -1;
-    if (step >= 0 && (!best || step > best.step)) best = { step, name: e.name };
-  }
-  return best ? join(dir, best.name) : null;
-}
-
 /** Reads the `ssd.train` part of a checkpoint's header (no tensor data is read). */
 async function checkpointInfo(path: string): Promise<RunCheckpointInfo> {
   const train = metaJson(await readHeader(path), META_TRAIN) ?? {};
@@ -251,7 +239,7 @@ export async function readRun(dir: string): Promise<RunData> {
     );
   }
   const { steps, switches, final } = parseMetrics(text, path);
-  const ckpt = await newestCheckpoint(dir);
+  const ckpt = (await newestRunCheckpoint(dir))?.path;
   const checkpoint = ckpt ? await checkpointInfo(ckpt) : null;
   return {
     dir,
