@@ -235,6 +235,39 @@ Deno.test("SsdSchedule.fromState rejects inconsistent states", () => {
   );
 });
 
+Deno.test("SsdSchedule.fromState with a replan: a longer run moves the final dense part", () => {
+  const stable: Script = (_, c) => (c === 0 ? null : 0.97);
+  const config = { ...SMALL, final_dense: null };
+  // Planned for 100 steps (final dense 10), stopped at 60 inside the sparse phase [55, 75).
+  const a = new SsdSchedule(config, RUN);
+  let checks = 0;
+  for (let step = 0; step < 60; step++) {
+    a.needsMonitor(step) ? a.next(step, stable(step, checks++)) : a.next(step);
+  }
+  assert.equal(a.phase, "sparse");
+  // Continued to 200 steps: the plan equals that of a run planned for 200 from the start.
+  const b = SsdSchedule.fromState(JSON.parse(JSON.stringify(a.state())), {
+    config,
+    run: { steps: 200, d_ff: 16 },
+  });
+  assert.equal(b.config.final_dense, 20);
+  assert.equal(b.finalDenseStart, 180);
+  const full = drive(new SsdSchedule(config, { steps: 200, d_ff: 16 }), stable);
+  const tail = drive(b, stable, checks);
+  assert.deepEqual(tail.phases, full.phases.slice(60));
+  assert.deepEqual(b.history, full.events);
+  // A sparse phase is cut where the shorter run's final dense part starts.
+  const c = SsdSchedule.fromState(a.state(), { config, run: { steps: 70, d_ff: 16 } });
+  assert.equal(c.sparseStepsLeft, 63 - 60);
+  // The same config and length replays the saved plan; the kind of schedule cannot change.
+  const same = SsdSchedule.fromState(a.state(), { config, run: RUN });
+  assert.equal(same.sparseStepsLeft, a.sparseStepsLeft);
+  assert.throws(
+    () => SsdSchedule.fromState(a.state(), { config: { ...config, schedule: "sparse" }, run: RUN }),
+    /--schedule ssd/,
+  );
+});
+
 Deno.test("SsdSchedule.next: misuse throws", () => {
   const s = new SsdSchedule(SMALL, RUN);
   assert.throws(() => s.next(1), /expected step 0/);
