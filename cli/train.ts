@@ -71,17 +71,9 @@ export function scheduleOptions(
     .option("--final-dense <n>", "last steps always dense (default 10% of the run)", intArg);
 }
 
-/** Builds the `train` subcommand. */
-export function trainCommand(): Command {
-  const cmd = new Command("train")
-    .description(
-      "pre-train a GPT on the embedded Brown corpus or --data: dense, static sparse or SSD schedule",
-    )
-    .option("--preset <name>", "start from a preset: default or tiny")
-    .option("--config <file>", "JSON file of config keys (flags override it)")
-    .option("--steps <n>", `optimizer steps (default ${D.steps})`, intArg)
-    .option("--tokens <n>", "train for this many tokens instead of --steps", intArg)
-    .option("--batch-size <n>", `sequences per step (default ${D.batch_size})`, intArg)
+/** The model's flags, with the defaults in their help. */
+function modelOptions(cmd: Command): Command {
+  return cmd
     .option("--ctx <n>", `context length (default ${D.ctx})`, intArg)
     .option("--d-model <n>", `residual width (default ${D.d_model})`, intArg)
     .option("--n-layer <n>", `transformer blocks (default ${D.n_layer})`, intArg)
@@ -91,7 +83,12 @@ export function trainCommand(): Command {
     .addOption(
       new Option("--activation <fn>", `FFN activation (default ${D.activation})`)
         .choices(["relu", "gelu"]),
-    )
+    );
+}
+
+/** The optimizer's flags, with the defaults in their help. */
+function optimizerOptions(cmd: Command): Command {
+  return cmd
     .option("--lr <x>", `peak learning rate (default ${D.lr})`, numArg)
     .option("--min-lr <x>", `cosine floor (default ${D.min_lr})`, numArg)
     .option("--warmup <n>", `linear warmup steps (default ${D.warmup})`, intArg)
@@ -102,7 +99,21 @@ export function trainCommand(): Command {
       "--grad-clip <x>",
       `global gradient-norm clip, 0 = off (default ${D.grad_clip})`,
       numArg,
+    );
+}
+
+/** Builds the `train` subcommand. */
+export function trainCommand(): Command {
+  const cmd = new Command("train")
+    .description(
+      "pre-train a GPT on the embedded Brown corpus or --data: dense, static sparse or SSD schedule",
     )
+    .option("--preset <name>", "start from a preset: default or tiny")
+    .option("--config <file>", "JSON file of config keys (flags override it)")
+    .option("--steps <n>", `optimizer steps (default ${D.steps})`, intArg)
+    .option("--tokens <n>", "train for this many tokens instead of --steps", intArg)
+    .option("--batch-size <n>", `sequences per step (default ${D.batch_size})`, intArg);
+  return scheduleOptions(optimizerOptions(modelOptions(cmd)), DEFAULT_SCHEDULE_CONFIG)
     .option(
       "--eval-every <n>",
       `validation every N steps, 0 = only at the end (default ${D.eval_every})`,
@@ -134,8 +145,7 @@ export function trainCommand(): Command {
         `dense, sparse (static MoE from --sparse-from) or ssd (default ${D.schedule})`,
       )
         .choices(["dense", "sparse", "ssd"]),
-    );
-  return scheduleOptions(cmd, DEFAULT_SCHEDULE_CONFIG)
+    )
     .option("--sparse-from <n>", "--schedule sparse: step of the switch (default 10%)", intArg)
     .option(
       "--fresh-margin <x>",
@@ -146,7 +156,7 @@ export function trainCommand(): Command {
     .option("--force", "a new run replaces another run's checkpoints and metrics in --out")
     .option("--profile", "time kernel families with GPU timestamps over a few steps")
     .option("--json", "print the summary as one JSON document")
-    .addHelpText("after", `\nResume: ${RESUME_RULE}`)
+    .addHelpText("after", "\nResume:\n" + wrap(RESUME_RULE, 78, "  "))
     .action(async (flags: TrainFlags) => {
       const { config: configFile, resume, force, profile, json, ...rest } = flags;
       const given = snakeKeys(rest);
@@ -158,6 +168,19 @@ export function trainCommand(): Command {
       const run = await trainWithProgress(config, { resume: resume ?? null, force, profile, json });
       if (run.signal) Deno.exit(SIGNAL_EXIT[run.signal]);
     });
+}
+
+/** Breaks `text` into lines of at most `width` columns, each starting with `indent`. */
+function wrap(text: string, width: number, indent: string): string {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(" ")) {
+    if (line && indent.length + line.length + 1 + word.length > width) {
+      lines.push(indent + line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  return [...lines, indent + line].join("\n");
 }
 
 function fmtDuration(s: number): string {

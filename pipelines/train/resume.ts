@@ -22,11 +22,15 @@ import { parseTrainState, type TrainState } from "./state.ts";
 
 /** The resume rule, as `ssd train --help` states it. */
 export const RESUME_RULE =
-  "--resume continues the run in its folder (or --out) with its saved config; " +
-  "model, data, batch, seed and schedule-kind flags cannot change. --steps beyond the saved " +
-  "length extends the run: the LR decays from its current value to --min-lr at the new end, " +
-  "and the SSD plan (checks, sparse phases, final dense part) is re-planned for the new " +
-  "length. A finished run resumed with its own --steps is complete: nothing is done.";
+  "--resume DIR continues the run in DIR (or --out) under its saved config. Flags that shape " +
+  "the model, the data order or the kind of schedule (--preset, --d-model, --n-layer, " +
+  "--no-bias, --activation, --batch-size, --seed, --data, --schedule, --experts, --top-k...) " +
+  "cannot change. Other flags (--lr, --warmup, --eval-every, --save-every, schedule " +
+  "thresholds...) apply from the resume step on, and the run lists what changed. --steps " +
+  "below the saved step is refused; beyond the planned length it extends the run: the " +
+  "learning rate decays from its current value to --min-lr at the new end, and the SSD plan " +
+  "(checks, sparse phases, the final dense part) is re-planned for the new length; metrics " +
+  "are appended. A finished run resumed with its own --steps is complete: nothing is done.";
 
 /** Keys a run under way cannot change: the model, the data order, the kind of schedule. */
 const FIXED_ON_RESUME = [

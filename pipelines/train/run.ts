@@ -115,18 +115,7 @@ export async function runTrain(
     return completeSummary(config, from);
   }
   const run = await startRun(config, { from, force: opts.force, log: hooks.log });
-  const progress: Progress = {
-    t0: performance.now(),
-    stepMs: 0,
-    lastLoss: NaN,
-    profile: null,
-    profileSteps: opts.profile ? new Set([2, 3, 4].map((d) => run.startStep + d)) : new Set(),
-  };
-  hooks.log?.(`config ${JSON.stringify(config)}`);
-  hooks.log?.(
-    `model ${paramCount(run.model.config).toLocaleString("en-US")} parameters; ` +
-      `data ${run.data.source}`,
-  );
+  const progress = startProgress(run, opts.profile ?? false);
   try {
     while (run.step < config.steps && !opts.signal?.aborted) {
       const plan = await planStep(run, hooks);
@@ -144,6 +133,17 @@ export async function runTrain(
   } finally {
     closeRun(run);
   }
+}
+
+function startProgress(run: TrainRun, profile: boolean): Progress {
+  return {
+    t0: performance.now(),
+    stepMs: 0,
+    lastLoss: NaN,
+    profile: null,
+    // A few steps after the start, when the pipelines are compiled and the pool is warm.
+    profileSteps: new Set(profile ? [2, 3, 4].map((d) => run.startStep + d) : []),
+  };
 }
 
 /**

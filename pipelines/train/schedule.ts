@@ -5,8 +5,8 @@
  * no I/O: `ssd train` asks this module, step by step, which phase to run and
  * what to log, and saves `state()` in the checkpoint's `ssd.train`.
  *
- * Step numbering: `step` is the number of optimizer steps already done, the
- * `step` variable at the top of train.ts's loop (0 for the first step). The
+ * Step numbering: `step` is the number of optimizer steps already done (0
+ * for the first step, as in the training loop of `./run.ts`). The
  * step with that index is the one about to run. A checkpoint taken after
  * step s holds `state()` with `step` = s, and `fromState` resumes with
  * `next(s)`. A switch event's `step` is that same count: the event sits
@@ -268,12 +268,10 @@ export class SsdSchedule {
 
   /**
    * Rebuilds a schedule from `state()` (e.g. after JSON), checking it is
-   * consistent. With `replan`, the schedule continues under that config and
-   * run length instead of the saved ones (a resume with more `--steps` or
-   * other schedule flags): the defaults that depend on the run's length
-   * (final_dense, sparse_from) are resolved again, and a sparse phase under
-   * way ends where the new plan ends it. Without changes the plan is the
-   * saved one, step for step.
+   * consistent. With `replan` it continues under that config and run length
+   * (a resume with more `--steps`): the length-dependent defaults are
+   * resolved again and a sparse phase under way ends where the new plan
+   * ends it; the same config and length replay the saved plan exactly.
    */
   static fromState(
     state: ScheduleState,
@@ -283,9 +281,7 @@ export class SsdSchedule {
       throw new ConfigError(`Cannot resume the schedule: unknown state format ${state?.version}`);
     }
     const { steps, d_ff, ...saved } = state.config;
-    const s = replan
-      ? new SsdSchedule(replan.config, replan.run)
-      : new SsdSchedule(saved, { steps, d_ff });
+    const s = new SsdSchedule(replan?.config ?? saved, replan?.run ?? { steps, d_ff });
     const c = s.config;
     const bad = (why: string) => new ConfigError(`Cannot resume the schedule: ${why}`);
     if (!Number.isSafeInteger(state.step) || state.step < 0 || state.step > c.steps) {
@@ -311,10 +307,8 @@ export class SsdSchedule {
           ? Math.max(state.step, Math.min(state.phase_start + c.sparse_steps, limit))
           : c.steps;
       }
-      if (
-        c.schedule === "dense" || sparseEnd === null ||
-        !(sparseEnd >= state.step && sparseEnd <= limit)
-      ) {
+      const fits = sparseEnd !== null && sparseEnd >= state.step && sparseEnd <= limit;
+      if (c.schedule === "dense" || !fits) {
         throw bad(`sparse phase ending at ${sparseEnd} does not fit a ${c.schedule} schedule`);
       }
     }

@@ -10,6 +10,7 @@
 import { dirname, join, resolve } from "node:path";
 import { BatchSampler, type Dataset, loadDataset } from "../../core/data.ts";
 import { extendLrSchedule, type LrSchedule } from "../../core/lr_schedule.ts";
+import { paramCount } from "../../core/nn/config.ts";
 import { GPT } from "../../core/nn/gpt.ts";
 import { loadGPT, saveGPT } from "../../core/nn/gpt_checkpoint.ts";
 import type { AdamW } from "../../core/optim/adamw.ts";
@@ -209,6 +210,11 @@ export async function startRun(config: TrainConfig, opts: StartOptions): Promise
     );
     if (from) log?.(`resumed from ${from.checkpoint.path} at step ${parts.step}`);
     if (changes.length > 0) log?.(`resume is not exact: changed ${changes.join(", ")}`);
+    log?.(`config ${JSON.stringify(config)}`);
+    log?.(
+      `model ${paramCount(parts.model.config).toLocaleString("en-US")} parameters; ` +
+        `data ${data.source}`,
+    );
     return {
       ...parts,
       config,

@@ -63,5 +63,9 @@ export function parseTrainState(train: Record<string, unknown> | null, path: str
   if (!st.config || typeof st.config !== "object") fail("it holds no training config");
   if (!st.lr_schedule || typeof st.lr_schedule !== "object") fail("it holds no LR schedule");
   if (!Number.isSafeInteger(st.optimizer_step)) fail("it holds no optimizer step count");
+  // The schedule plans the step after the saved one: a mismatch would only surface mid-run.
+  if (st.schedule && st.schedule.step !== st.step) {
+    fail(`its schedule is at step ${st.schedule.step} but its training state at step ${st.step}`);
+  }
   return st;
 }

@@ -10,6 +10,7 @@
  * switch or check, every `monitor_every` steps), which costs a few ms
  * against the hundreds of steps between them.
  */
+import { SsdError } from "../../core/errors.ts";
 import type { GPT } from "../../core/nn/gpt.ts";
 import {
   invertPermutation,
@@ -48,7 +49,7 @@ export async function originalFcRows(model: GPT): Promise<Float32Array[]> {
  */
 export async function applyPartition(model: GPT, opt: AdamW, labels: Uint32Array[]): Promise<void> {
   const moe = model.moe;
-  if (!moe) throw new Error("applyPartition(): the model has no MoE layout");
+  if (!moe) throw new SsdError("applyPartition(): the model has no MoE layout");
   const { n_layer: L, d_ff: F, d_model: C } = model.config;
   const E = moe.experts;
   const rec = gpu().recorder;

@@ -104,6 +104,6 @@ for (const [what, args, message] of BAD) {
 Deno.test("ssd train --help states the resume rule", async () => {
   const r = await ssd(["train", "--help"]);
   assert.equal(r.code, 0);
-  assert.match(r.stdout.replace(/\s+/g, " "), /--steps beyond the saved length extends the run/);
+  assert.match(r.stdout.replace(/\s+/g, " "), /beyond the planned length it extends the run/);
   assert.match(r.stdout, /--force/);
 });
