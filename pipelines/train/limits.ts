@@ -28,38 +28,22 @@ interface BufferNeed {
 
 const F32 = 4;
 
-const NEEDS: BufferNeed[] = [
-  {
-    what: "logits (batch, ctx, vocab)",
-    flag: "batch_size",
-    perSequence: (c, T) => T * c.vocab * F32,
-  },
-  {
-    what: "attention scores (batch, heads, ctx, ctx)",
-    flag: "batch_size",
-    perSequence: (c, T) => c.n_head * T * T * F32,
-  },
-  {
-    what: "FFN activations (batch, ctx, d_ff)",
-    flag: "batch_size",
-    perSequence: (c, T) => T * c.d_ff * F32,
-  },
-  {
-    what: "attention input (batch, ctx, 3·d_model)",
-    flag: "batch_size",
-    perSequence: (c, T) => T * 3 * c.d_model * F32,
-  },
-  {
-    what: "evaluation logits (eval-batch, ctx, vocab)",
-    flag: "eval_batch",
-    perSequence: (c, T) => T * c.vocab * F32,
-  },
-  {
-    what: "evaluation attention scores (eval-batch, heads, ctx, ctx)",
-    flag: "eval_batch",
-    perSequence: (c, T) => c.n_head * T * T * F32,
-  },
+/** Per sequence of a batch: the largest activations of a forward (and its backward). */
+const PER_SEQUENCE: [string, (c: TrainConfig, T: number) => number][] = [
+  ["logits (batch, ctx, vocab)", (c, T) => T * c.vocab * F32],
+  ["attention scores (batch, heads, ctx, ctx)", (c, T) => c.n_head * T * T * F32],
+  ["FFN activations (batch, ctx, d_ff)", (c, T) => T * c.d_ff * F32],
+  ["attention input (batch, ctx, 3·d_model)", (c, T) => T * 3 * c.d_model * F32],
 ];
+
+// Training steps run batch_size sequences, evaluations eval_batch.
+const NEEDS: BufferNeed[] = (["batch_size", "eval_batch"] as const).flatMap((flag) =>
+  PER_SEQUENCE.map(([what, perSequence]) => ({
+    what: flag === "eval_batch" ? `evaluation ${what.replace("batch", "eval-batch")}` : what,
+    flag,
+    perSequence,
+  }))
+);
 
 const flag = (k: string) => `--${k.replaceAll("_", "-")}`;
 

@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { formatSummary } from "../../../cli/train.ts";
 import { lrAt } from "../../../core/lr_schedule.ts";
 import { resolveTrainConfig, type TrainConfig } from "../../../pipelines/train/config.ts";
 import { readMetrics } from "../../../pipelines/train/metrics.ts";
@@ -170,5 +171,7 @@ Deno.test("a run stopped before its first step saves nothing and leaves no folde
   assert.equal(s.interrupted, true);
   assert.deepEqual(s.checkpoints, []);
   assert.deepEqual([...Deno.readDirSync(root)], []);
+  assert.match(formatSummary(s), /interrupted before the first step: nothing was saved/);
+  assert.doesNotMatch(formatSummary(s), /--resume/);
   await Deno.remove(root, { recursive: true });
 });
