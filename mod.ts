@@ -77,7 +77,9 @@ export { loadBrown } from "./core/corpus_brown.ts";
 export { runTrain, type TrainSummary } from "./pipelines/train/run.ts";
 export {
   DEFAULT_TRAIN_CONFIG,
+  type OptimizerConfig,
   resolveTrainConfig,
+  type RunConfig,
   type TrainConfig,
 } from "./pipelines/train/config.ts";
 export { type EvalResult, evaluateTokens } from "./core/nn/token_nll.ts";
@@ -114,7 +116,7 @@ export type { DecoderOptions } from "./core/nn/decode.ts";
 export type { FlatConfig } from "./pipelines/config.ts";
 export type { ProfileShares } from "./pipelines/train/kernel_profile.ts";
 export type { AccountingSummary, PhaseTotals } from "./pipelines/train/accounting.ts";
-export type { SwitchEvent } from "./pipelines/train/schedule.ts";
+export type { ScheduleConfig, ScheduleKind, SwitchEvent } from "./pipelines/train/schedule.ts";
 export type { TrainOptions } from "./pipelines/train/run.ts";
 export type { EvalConfig, EvalHooks, EvalReport } from "./pipelines/eval.ts";
 export type { GenerateConfig } from "./pipelines/generate.ts";

@@ -249,7 +249,7 @@ async function trainWithProgress(
     const onSignal = () => {
       if (signal) return;
       signal = s;
-      err(`\nssd: ${s}: stopping after the current step and saving a checkpoint\n`);
+      err(`\nssd: ${s}: stopping after the current step or evaluation, saving a checkpoint\n`);
       controller.abort();
     };
     Deno.addSignalListener(s, onSignal);
