@@ -23,7 +23,7 @@ import { modelConfigOf, optimizerConfigOf, scheduleConfigOf, type TrainConfig } 
 import { checkBufferLimits } from "./limits.ts";
 import { METRICS_FILE, MetricsLog } from "./metrics.ts";
 import { resumeChanges } from "./resume.ts";
-import { type FolderLock, onDisk, openRunFolder } from "./run_folder.ts";
+import { type FolderLock, onDisk, openRunFolder, runCheckpoints } from "./run_folder.ts";
 import { PartitionMonitor, SsdSchedule } from "./schedule.ts";
 import { newRunId, type TrainState } from "./state.ts";
 import { makeOptimizer } from "./step.ts";
@@ -125,11 +125,17 @@ function freshParts(c: TrainConfig, data: Dataset, plan: SsdSchedule, shape: Ffn
   };
 }
 
+/**
+ * A resumed run's parts. `branch`: the run resumes from a checkpoint older
+ * than its newest in the folder, so it continues under a new identity and
+ * its later checkpoints are never taken for the new line's.
+ */
 async function resumedParts(
   c: TrainConfig,
   data: Dataset,
   from: ResumePoint,
   shape: FfnShape,
+  branch: boolean,
 ): Promise<Parts> {
   const st = from.state;
   const sampler = BatchSampler.fromState(
@@ -153,10 +159,17 @@ async function resumedParts(
       : new SsdSchedule(scheduleConfigOf(c), run),
     monitor: new PartitionMonitor(monitorOpts, st.schedule ? st.monitor : undefined),
     accounting: new RunAccounting(shape, st.schedule ? st.accounting : undefined),
-    runId: st.run_id ?? newRunId(),
+    runId: st.run_id && !branch ? st.run_id : newRunId(),
     step: st.step,
     tokensSeen: st.tokens_seen,
   };
+}
+
+/** Checkpoints of the same run in the resume point's folder saved after it. */
+async function laterCheckpoints(from: ResumePoint): Promise<string[]> {
+  const { run_id, step } = from.checkpoint;
+  const all = await runCheckpoints(dirname(from.checkpoint.path));
+  return all.filter((c) => c.run_id === run_id && c.step > step).map((c) => c.path);
 }
 
 /** Options of `startRun`. */
@@ -200,8 +213,10 @@ export async function startRun(config: TrainConfig, opts: StartOptions): Promise
   });
   let parts: Parts | null = null;
   try {
+    const branch = sameFolder && (await laterCheckpoints(from!)).length > 0;
+    if (branch) log?.(`resuming from an older checkpoint: the run continues as a new line`);
     parts = from
-      ? await resumedParts(config, data, from, shape)
+      ? await resumedParts(config, data, from, shape, branch)
       : freshParts(config, data, plan, shape);
     const metrics = await MetricsLog.open(
       config.out,

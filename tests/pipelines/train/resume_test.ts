@@ -114,6 +114,27 @@ Deno.test("resume of a moved run folder continues there, never in the original",
   await Deno.remove(root, { recursive: true });
 });
 
+Deno.test("resume from an older checkpoint file branches: the folder then resumes the branch", async () => {
+  const dir = await Deno.makeTempDir();
+  const config = await tiny(dir, { save_every: 2 });
+  await runTrain(config);
+  // Back to step 4 of the finished run, stopped again at step 5.
+  const stop = new AbortController();
+  const logged: string[] = [];
+  await runTrain(config, {
+    resume: join(dir, "ckpt-4.safetensors"),
+    signal: stop.signal,
+    hooks: { onStep: (m) => m.step === 5 && stop.abort(), log: (l) => logged.push(l) },
+  });
+  assert.ok(logged.some((l) => /continues as a new line/.test(l)), logged.join("\n"));
+  const plan = await resolveResume(dir, {});
+  assert.match(plan.checkpoint.path, /ckpt-5\.safetensors$/);
+  assert.equal(plan.complete, false);
+  await runTrain(plan.config, { resume: dir });
+  assert.deepEqual(stepsOf(await lines(dir)), [1, 2, 3, 4, 5, 6, 7, 8]);
+  await Deno.remove(dir, { recursive: true });
+});
+
 Deno.test("resume refuses what cannot apply, applies --config and lists the changes", async () => {
   const dir = await Deno.makeTempDir();
   await trainUntil(await tiny(dir), 4);
