@@ -3,7 +3,8 @@
  * defaults differ): the schedule's options and the training progress line.
  */
 import type { Command } from "commander";
-import type { StepMetrics, TrainHooks } from "../pipelines/train/run.ts";
+import type { StepMetrics } from "../pipelines/train/metrics.ts";
+import type { TrainHooks } from "../pipelines/train/run.ts";
 import type { ScheduleConfig } from "../pipelines/train/schedule.ts";
 import { intArg, numArg } from "./_flags.ts";
 
@@ -44,6 +45,7 @@ export function scheduleOptions(
     .option("--final-dense <n>", "last steps always dense (default 10% of the run)", intArg);
 }
 
+/** Seconds as "4m05s", or "12.3s" under a minute. */
 export function fmtDuration(s: number): string {
   if (!Number.isFinite(s)) return "?";
   const m = Math.floor(s / 60);

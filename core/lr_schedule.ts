@@ -10,6 +10,12 @@
  *   step >= total:           minLr
  *
  * Steps count from 0 (the first update uses `lrAt(0, s)`).
+ *
+ * A run extended past its planned length (`extendLrSchedule`) keeps every
+ * rate it already used (the steps before go by the schedule it had, kept in
+ * `continued`): from the step it is extended at, the rate decays by the same
+ * cosine from its value there to `minLr` at the new `total`, so the curve
+ * has no jump.
  */
 import { ConfigError } from "./errors.ts";
 
@@ -23,6 +29,11 @@ export interface LrSchedule {
   warmup: number;
   /** Step at which the decay reaches `minLr`. */
   total: number;
+  /**
+   * Set by `extendLrSchedule`: steps before `step` follow `schedule` (the
+   * plan they were trained under); from `step` the cosine starts at `lr`.
+   */
+  continued?: { step: number; lr: number; schedule: LrSchedule };
 }
 
 /** Throws `ConfigError` unless `s` is a usable schedule; returns it. */
@@ -36,6 +47,14 @@ export function checkLrSchedule(s: LrSchedule): LrSchedule {
   if (!Number.isInteger(s.warmup) || s.warmup < 0) bad("warmup must be an integer >= 0");
   if (!Number.isInteger(s.total) || s.total < 0) bad("total must be an integer >= 0");
   if (s.warmup > s.total) bad("warmup must not exceed total");
+  if (s.continued !== undefined) {
+    const { step, lr, schedule } = s.continued;
+    if (!Number.isInteger(step) || step < s.warmup || step > s.total) {
+      bad("continued.step must be an integer in [warmup, total]");
+    }
+    if (!(lr >= s.minLr && lr <= s.maxLr)) bad("continued.lr must be in [minLr, maxLr]");
+    checkLrSchedule(schedule);
+  }
   return s;
 }
 
@@ -46,7 +65,25 @@ export function lrAt(step: number, s: LrSchedule): number {
   }
   checkLrSchedule(s);
   if (step < s.warmup) return (s.maxLr * (step + 1)) / s.warmup;
+  if (s.continued && step < s.continued.step) return lrAt(step, s.continued.schedule);
   if (step >= s.total) return s.minLr;
-  const r = (step - s.warmup) / (s.total - s.warmup);
-  return s.minLr + 0.5 * (1 + Math.cos(Math.PI * r)) * (s.maxLr - s.minLr);
+  const from = s.continued ?? { step: s.warmup, lr: s.maxLr };
+  const r = (step - from.step) / (s.total - from.step);
+  return s.minLr + 0.5 * (1 + Math.cos(Math.PI * r)) * (from.lr - s.minLr);
+}
+
+/**
+ * The schedule of a run that continues at `step` for `total` steps in all
+ * (more than planned): rates before `step` are unchanged, and from `step`
+ * the rate decays from its current value to `minLr` at `total`. During
+ * warmup only the end of the decay moves. Returns `s` when `total` is its own.
+ */
+export function extendLrSchedule(s: LrSchedule, step: number, total: number): LrSchedule {
+  checkLrSchedule(s);
+  if (!Number.isInteger(total) || total < step || step < 0) {
+    throw new RangeError(`extendLrSchedule(): need 0 <= step (${step}) <= total (${total})`);
+  }
+  if (total === s.total) return s;
+  if (step <= s.warmup) return checkLrSchedule({ ...s, total });
+  return checkLrSchedule({ ...s, total, continued: { step, lr: lrAt(step, s), schedule: s } });
 }

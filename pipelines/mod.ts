@@ -5,15 +5,17 @@
  * `runInspect`, `runProfile`, `runMoefy`, `runBench`, `runReport`,
  * `runDemo`, with their configs and reports.
  */
+export { runTrain, type TrainHooks, type TrainOptions, type TrainSummary } from "./train/run.ts";
+export type { StepMetrics } from "./train/metrics.ts";
 export {
-  runTrain,
-  type StepMetrics,
-  type TrainHooks,
-  type TrainOptions,
-  type TrainSummary,
-} from "./train/run.ts";
-export { DEFAULT_TRAIN_CONFIG, resolveTrainConfig, type TrainConfig } from "./train/config.ts";
-export type { AccountingSummary, Phase, PhaseTotals, SwitchEvent } from "./train/schedule.ts";
+  DEFAULT_TRAIN_CONFIG,
+  type OptimizerConfig,
+  resolveTrainConfig,
+  type RunConfig,
+  type TrainConfig,
+} from "./train/config.ts";
+export type { AccountingSummary, PhaseTotals } from "./train/accounting.ts";
+export type { Phase, ScheduleConfig, ScheduleKind, SwitchEvent } from "./train/schedule.ts";
 export { FAMILIES, type ProfileShares } from "./train/kernel_profile.ts";
 export type { FlatConfig } from "./config.ts";
 

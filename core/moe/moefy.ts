@@ -13,6 +13,7 @@
  * The host functions do the work; the model functions read the GPU tensors
  * back once, call them, and upload the results.
  */
+import { SsdError } from "../errors.ts";
 import { GPT } from "../nn/gpt.ts";
 import { type MoeLayout, routerName } from "../nn/moe_layout.ts";
 import type { AdamW } from "../optim/adamw.ts";
@@ -198,7 +199,7 @@ export async function moefyModel(
  */
 export async function repartitionModel(model: GPT, opt: AdamW, labels: Labels[]): Promise<void> {
   const moe = model.moe;
-  if (!moe) throw new Error("repartitionModel(): the model has no MoE layout");
+  if (!moe) throw new SsdError("repartitionModel(): the model has no MoE layout");
   const { d_ff: F, d_model: C } = model.config;
   const E = moe.experts;
   const next = labels.map((lab) => permutationFromLabels(lab, E)); // original → new stored

@@ -12,10 +12,13 @@ import { META_TRAIN, metaJson, readHeader } from "../../core/checkpoint.ts";
 import { ConfigError } from "../../core/errors.ts";
 import { Fields, type Json, show } from "../json_fields.ts";
 import { uniqueNames } from "./_util.ts";
-import type { AccountingState } from "../train/schedule.ts";
+import type { AccountingState } from "../train/accounting.ts";
+import { METRICS_FILE } from "../train/metrics.ts";
+import { newestRunCheckpoint } from "../train/run_folder.ts";
+import type { Phase } from "../train/schedule.ts";
 
-/** Training phase of a step. */
-export type Phase = "dense" | "sparse";
+export type { Phase };
+export { METRICS_FILE };
 
 /** One training step of `metrics.jsonl` (the keys the report uses). */
 export interface StepRecord {
@@ -100,9 +103,6 @@ export interface RunData {
   /** Line number of an incomplete last line that was left out (a live or killed run). */
   partial_line?: number;
 }
-
-/** File name of the per-step metrics in a run folder. */
-export const METRICS_FILE = "metrics.jsonl";
 
 const PHASES: readonly Phase[] = ["dense", "sparse"];
 
@@ -213,18 +213,6 @@ function parses(line: string): boolean {
   }
 }
 
-/** The checkpoint whose metadata describes the run: `final`, else the highest `ckpt-N`. */
-async function newestCheckpoint(dir: string): Promise<string | null> {
-  let best: { step: number; name: string } | null = null;
-  for await (const e of Deno.readDir(dir)) {
-    if (!e.isFile) continue;
-    const m = /^ckpt-(\d+)\.safetensors$/.exec(e.name);
-    const step = m ? Number(m[1]) : e.name === "final.safetensors" ? Infinity : -1;
-    if (step >= 0 && (!best || step > best.step)) best = { step, name: e.name };
-  }
-  return best ? join(dir, best.name) : null;
-}
-
 /** Reads the `ssd.train` part of a checkpoint's header (no tensor data is read). */
 async function checkpointInfo(path: string): Promise<RunCheckpointInfo> {
   const train = metaJson(await readHeader(path), META_TRAIN) ?? {};
@@ -281,7 +269,7 @@ export async function readRun(dir: string): Promise<RunData> {
     );
   }
   const { steps, switches, final, partial_line } = parseMetrics(text, path);
-  const ckpt = await newestCheckpoint(dir);
+  const ckpt = (await newestRunCheckpoint(dir))?.path;
   const checkpoint = ckpt ? await checkpointInfo(ckpt) : null;
   return {
     dir,

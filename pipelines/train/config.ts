@@ -5,34 +5,10 @@
 import { ConfigError } from "../../core/errors.ts";
 import { type GPTConfig, MODEL_PRESETS, validateConfig } from "../../core/nn/config.ts";
 import { type FlatConfig, mergeConfig, readConfigFile } from "../config.ts";
-import { DEFAULT_SCHEDULE_CONFIG } from "./schedule.ts";
+import { DEFAULT_SCHEDULE_CONFIG, type ScheduleConfig } from "./schedule.ts";
 
-/** Everything a training run needs; saved in each checkpoint's `ssd.train`. */
-export interface TrainConfig extends FlatConfig {
-  /** Preset the values started from: "default" or "tiny". */
-  preset: string;
-  /** Vocabulary size (256: byte tokens). */
-  vocab: number;
-  /** Context length T of training windows. */
-  ctx: number;
-  /** Residual width C. */
-  d_model: number;
-  /** Transformer blocks. */
-  n_layer: number;
-  /** Attention heads (divides d_model). */
-  n_head: number;
-  /** FFN width. */
-  d_ff: number;
-  /** Biases in Linear and LayerNorm. */
-  bias: boolean;
-  /** FFN activation: relu or gelu. */
-  activation: string;
-  /** Sequences per step B. */
-  batch_size: number;
-  /** Optimizer steps (ignored when `tokens` is set). */
-  steps: number;
-  /** Train for this many tokens instead of `steps` (steps = ceil(tokens / (B·T))). */
-  tokens: number | null;
+/** The optimizer and its learning-rate schedule (AdamW, warmup + cosine). */
+export interface OptimizerConfig {
   /** Peak learning rate. */
   lr: number;
   /** Floor of the cosine decay. */
@@ -47,6 +23,29 @@ export interface TrainConfig extends FlatConfig {
   beta2: number;
   /** Global gradient-norm clip (0 = off). */
   grad_clip: number;
+}
+
+/** Optimizer defaults. */
+export const DEFAULT_OPTIMIZER_CONFIG: Readonly<OptimizerConfig> = Object.freeze({
+  lr: 2e-3,
+  min_lr: 2e-4,
+  warmup: 100,
+  weight_decay: 0.1,
+  beta1: 0.9,
+  beta2: 0.99,
+  grad_clip: 1.0,
+});
+
+/** What a run trains on, for how long, and what it writes. */
+export interface RunConfig {
+  /** Preset the values started from: "default" or "tiny". */
+  preset: string;
+  /** Sequences per step B. */
+  batch_size: number;
+  /** Optimizer steps (computed from `tokens` when that is set). */
+  steps: number;
+  /** Train for this many tokens instead of `steps` (steps = ceil(tokens / (B·T))). */
+  tokens: number | null;
   /** Evaluate validation loss every N steps (0 = only at the end). */
   eval_every: number;
   /** Validation tokens per evaluation during training (the first N of the split). */
@@ -65,42 +64,14 @@ export interface TrainConfig extends FlatConfig {
   data: string | null;
   /** Validation text; null = the held-out split of `data`. */
   val: string | null;
-  /** Training schedule (SPEC 6): dense, sparse (static MoE from sparse_from) or ssd (switching). */
-  schedule: string;
-  /** Experts per FFN layer in sparse phases (divides d_ff). */
-  experts: number;
-  /** Experts per token in sparse phases; null = experts / 4. */
-  top_k: number | null;
-  /** Dense phase: steps between partition-stability checks. */
-  monitor_every: number;
-  /** Partition similarity (ARI) at or above which a check counts as stable. */
-  stable_threshold: number;
-  /** Stable checks in a row that switch to sparse. */
-  patience: number;
-  /** Steps of one sparse phase. */
-  sparse_steps: number;
-  /** Last steps that are always dense; null = 10% of the run. */
-  final_dense: number | null;
-  /** `--schedule sparse`: step of the one switch to sparse; null = 10% of the run. */
-  sparse_from: number | null;
-  /** A fresh k-means start replaces the warm one only when better by this share of inertia. */
-  fresh_margin: number;
 }
 
-/** Training defaults: the config `deno task train` runs with no flags. */
-export const DEFAULT_TRAIN_CONFIG: Readonly<TrainConfig> = Object.freeze({
+/** Run defaults. */
+export const DEFAULT_RUN_CONFIG: Readonly<RunConfig> = Object.freeze({
   preset: "default",
-  ...MODEL_PRESETS.default,
   batch_size: 8,
   steps: 2000,
   tokens: null,
-  lr: 2e-3,
-  min_lr: 2e-4,
-  warmup: 100,
-  weight_decay: 0.1,
-  beta1: 0.9,
-  beta2: 0.99,
-  grad_clip: 1.0,
   eval_every: 250,
   eval_tokens: 16384,
   eval_batch: 64,
@@ -110,10 +81,44 @@ export const DEFAULT_TRAIN_CONFIG: Readonly<TrainConfig> = Object.freeze({
   out: "runs/train",
   data: null,
   val: null,
+});
+
+/**
+ * Everything a training run needs, flat (nanoGPT-style): the model, the
+ * schedule, the optimizer and the run; saved in each checkpoint's `ssd.train`.
+ */
+export interface TrainConfig
+  extends FlatConfig, GPTConfig, ScheduleConfig, OptimizerConfig, RunConfig {}
+
+/** Training defaults: the config `deno task train` runs with no flags. */
+export const DEFAULT_TRAIN_CONFIG: Readonly<TrainConfig> = Object.freeze({
+  ...DEFAULT_RUN_CONFIG,
+  ...MODEL_PRESETS.default,
+  ...DEFAULT_OPTIMIZER_CONFIG,
   // The schedule's own defaults (SPEC 6); plain training unless asked.
   ...DEFAULT_SCHEDULE_CONFIG,
   schedule: "dense",
 });
+
+/** The keys of `defaults` picked from `c`: a slice of the flat config. */
+function slice<T extends object>(c: TrainConfig, defaults: Readonly<T>): T {
+  return Object.fromEntries(Object.keys(defaults).map((k) => [k, c[k]])) as T;
+}
+
+/** The model part of a train config, validated. */
+export function modelConfigOf(c: TrainConfig): GPTConfig {
+  return validateConfig(slice(c, MODEL_PRESETS.default));
+}
+
+/** The schedule part of a train config. */
+export function scheduleConfigOf(c: TrainConfig): ScheduleConfig {
+  return slice(c, DEFAULT_SCHEDULE_CONFIG);
+}
+
+/** The optimizer part of a train config. */
+export function optimizerConfigOf(c: TrainConfig): OptimizerConfig {
+  return slice(c, DEFAULT_OPTIMIZER_CONFIG);
+}
 
 /** Overrides each preset applies on top of the defaults. */
 export const TRAIN_PRESETS: Readonly<Record<string, Partial<TrainConfig>>> = Object.freeze({
@@ -131,7 +136,8 @@ export const TRAIN_PRESETS: Readonly<Record<string, Partial<TrainConfig>>> = Obj
   },
 });
 
-const TYPES: Partial<Record<keyof TrainConfig, string>> = {
+/** Types of the keys whose default is null (for `mergeConfig`). */
+export const TRAIN_CONFIG_TYPES: Partial<Record<keyof TrainConfig, string>> = {
   tokens: "number",
   data: "string",
   val: "string",
@@ -140,20 +146,6 @@ const TYPES: Partial<Record<keyof TrainConfig, string>> = {
   final_dense: "number",
   sparse_from: "number",
 };
-
-/** The model part of a train config. */
-export function modelConfigOf(c: TrainConfig): GPTConfig {
-  return validateConfig({
-    vocab: c.vocab,
-    ctx: c.ctx,
-    d_model: c.d_model,
-    n_layer: c.n_layer,
-    n_head: c.n_head,
-    d_ff: c.d_ff,
-    bias: c.bias,
-    activation: c.activation as GPTConfig["activation"],
-  });
-}
 
 function checkRange(c: TrainConfig): void {
   const pos = ["batch_size", "steps", "eval_tokens", "eval_batch"] as const;
@@ -189,6 +181,24 @@ function checkRange(c: TrainConfig): void {
 }
 
 /**
+ * Checks a merged config and derives `steps` from `tokens`; every error is
+ * one `ConfigError` line naming the flag.
+ */
+export function checkTrainConfig(c: TrainConfig): TrainConfig {
+  checkRange(c);
+  modelConfigOf(c);
+  if (c.tokens !== null) c.steps = Math.ceil(c.tokens / (c.batch_size * c.ctx));
+  return c;
+}
+
+/** Refuses `--tokens` with `--steps` from the same source (one would silently win). */
+function checkLength(o: Record<string, unknown>, source: string): void {
+  if (o.tokens !== undefined && o.tokens !== null && o.steps !== undefined) {
+    throw new ConfigError(`Give --tokens or --steps, not both (in ${source})`);
+  }
+}
+
+/**
  * Resolves a train config: defaults ← preset ← config file ← flags.
  * `flags` holds only the keys the user gave (snake_case).
  */
@@ -197,6 +207,8 @@ export async function resolveTrainConfig(
   configFile?: string,
 ): Promise<TrainConfig> {
   const file = configFile ? await readConfigFile(configFile) : {};
+  checkLength(file, configFile ?? "config file");
+  checkLength(flags, "flags");
   const presetName = (flags.preset ?? file.preset ?? "default") as string;
   const preset = TRAIN_PRESETS[presetName];
   if (!preset) {
@@ -204,11 +216,17 @@ export async function resolveTrainConfig(
       `Unknown preset "${presetName}": choose one of ${Object.keys(TRAIN_PRESETS).join(", ")}`,
     );
   }
-  let c = mergeConfig(DEFAULT_TRAIN_CONFIG, { ...preset, preset: presetName }, "preset", TYPES);
-  c = mergeConfig(c, file, configFile ?? "config file", TYPES);
-  c = mergeConfig(c, flags, "flags", TYPES);
-  checkRange(c);
-  modelConfigOf(c);
-  if (c.tokens !== null) c.steps = Math.ceil(c.tokens / (c.batch_size * c.ctx));
-  return c;
+  let c = mergeConfig(
+    DEFAULT_TRAIN_CONFIG,
+    { ...preset, preset: presetName },
+    "preset",
+    TRAIN_CONFIG_TYPES,
+  );
+  // A length from a later source replaces the earlier one's, whichever way it is given.
+  const later = (o: Record<string, unknown>) => o.steps !== undefined || o.tokens !== undefined;
+  if (later(file)) c = { ...c, tokens: null };
+  c = mergeConfig(c, file, configFile ?? "config file", TRAIN_CONFIG_TYPES);
+  if (later(flags)) c = { ...c, tokens: null };
+  c = mergeConfig(c, flags, "flags", TRAIN_CONFIG_TYPES);
+  return checkTrainConfig(c);
 }

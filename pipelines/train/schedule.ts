@@ -1,12 +1,12 @@
 /**
- * The SSD schedule (SPEC 6) as a pure state machine, the FFN FLOP
- * accounting of SPEC 7, and the partition monitor whose similarity drives
- * the switch. No GPU (unless `balancedKMeans` chooses one for the monitor),
+ * The SSD schedule (SPEC 6) as a pure state machine and the partition
+ * monitor whose similarity drives the switch (the FLOP accounting is in
+ * `./accounting.ts`). No GPU (unless `balancedKMeans` chooses one for the monitor),
  * no I/O: `ssd train` asks this module, step by step, which phase to run and
  * what to log, and saves `state()` in the checkpoint's `ssd.train`.
  *
- * Step numbering: `step` is the number of optimizer steps already done, the
- * `step` variable at the top of train.ts's loop (0 for the first step). The
+ * Step numbering: `step` is the number of optimizer steps already done (0
+ * for the first step, as in the training loop of `./run.ts`). The
  * step with that index is the one about to run. A checkpoint taken after
  * step s holds `state()` with `step` = s, and `fromState` resumes with
  * `next(s)`. A switch event's `step` is that same count: the event sits
@@ -267,13 +267,22 @@ export class SsdSchedule {
     this.config = resolveSchedule(config, run);
   }
 
-  /** Rebuilds a schedule from `state()` (e.g. after JSON), checking it is consistent. */
-  static fromState(state: ScheduleState): SsdSchedule {
+  /**
+   * Rebuilds a schedule from `state()` (e.g. after JSON), checking it is
+   * consistent. With `replan` it continues under that config and run length
+   * (a resume with more `--steps`): the length-dependent defaults are
+   * resolved again and a sparse phase under way ends where the new plan
+   * ends it; the same config and length replay the saved plan exactly.
+   */
+  static fromState(
+    state: ScheduleState,
+    replan?: { config: Partial<ScheduleConfig>; run: ScheduleRun },
+  ): SsdSchedule {
     if (state?.version !== 1 || !state.config) {
       throw new ConfigError(`Cannot resume the schedule: unknown state format ${state?.version}`);
     }
-    const { steps, d_ff, ...config } = state.config;
-    const s = new SsdSchedule(config, { steps, d_ff });
+    const { steps, d_ff, ...saved } = state.config;
+    const s = new SsdSchedule(replan?.config ?? saved, replan?.run ?? { steps, d_ff });
     const c = s.config;
     const bad = (why: string) => new ConfigError(`Cannot resume the schedule: ${why}`);
     if (!Number.isSafeInteger(state.step) || state.step < 0 || state.step > c.steps) {
@@ -283,21 +292,32 @@ export class SsdSchedule {
     if (!(state.phase_start >= 0 && state.phase_start <= state.step)) {
       throw bad(`phase start ${state.phase_start} is after step ${state.step}`);
     }
-    if (!Number.isSafeInteger(state.stable) || state.stable < 0 || state.stable >= c.patience) {
+    if (replan && c.schedule !== saved.schedule) {
+      throw bad(`the run was trained with --schedule ${saved.schedule}, not ${c.schedule}`);
+    }
+    // A lower --patience on resume: the stable run so far switches at the next check.
+    const stable = replan ? Math.min(state.stable, c.patience - 1) : state.stable;
+    if (!Number.isSafeInteger(stable) || stable < 0 || stable >= c.patience) {
       throw bad(`stable count ${state.stable} is not in [0, ${c.patience})`);
     }
+    let sparseEnd = state.phase === "sparse" ? state.sparse_end : null;
     if (state.phase === "sparse") {
-      const end = state.sparse_end;
       const limit = c.schedule === "ssd" ? c.steps - c.final_dense : c.steps;
-      if (c.schedule === "dense" || end === null || !(end >= state.step && end <= limit)) {
-        throw bad(`sparse phase ending at ${end} does not fit a ${c.schedule} schedule`);
+      if (replan && sparseEnd !== null) {
+        sparseEnd = c.schedule === "ssd"
+          ? Math.max(state.step, Math.min(state.phase_start + c.sparse_steps, limit))
+          : c.steps;
+      }
+      const fits = sparseEnd !== null && sparseEnd >= state.step && sparseEnd <= limit;
+      if (c.schedule === "dense" || !fits) {
+        throw bad(`sparse phase ending at ${sparseEnd} does not fit a ${c.schedule} schedule`);
       }
     }
     s.#step = state.step;
     s.#phase = state.phase;
     s.#phaseStart = state.phase_start;
-    s.#sparseEnd = state.phase === "sparse" ? state.sparse_end : null;
-    s.#stable = state.stable;
+    s.#sparseEnd = sparseEnd;
+    s.#stable = stable;
     s.#history = state.history.map((e) => ({ ...e }));
     s.#checks = state.checks.map((e) => ({ ...e }));
     return s;
@@ -441,155 +461,6 @@ export class SsdSchedule {
     }
     this.#step = step + 1;
     return { phase: this.#phase, events, check };
-  }
-}
-
-// ---------------------------------------------------------------- accounting
-
-/** Shape of a training step, for `ffnFlops`. */
-export interface FfnShape {
-  /** Tokens per step (B·T). */
-  tokens: number;
-  /** Residual width C. */
-  d_model: number;
-  /** FFN width. */
-  d_ff: number;
-  /** Transformer blocks. */
-  n_layer: number;
-  /** Experts per layer. */
-  experts: number;
-  /** Experts per token in a sparse step. */
-  top_k: number;
-}
-
-/**
- * FFN FLOPs of one training step (forward + backward, backward counted as
- * twice the forward; 2 FLOPs per multiply-add). Dense: two matmuls of
- * tokens × d_model × d_ff per layer, 3 × 2 × 2 × tokens · d · d_ff · n_layer.
- * Sparse: each token runs k of E experts, so the same × k/E, plus the
- * router's scores (tokens × d × E per layer, forward and backward):
- * 3 × 2 × tokens · d · E · n_layer. The top-k choice and the softmax are
- * O(tokens · E) and not counted. This is the `ffn_flops` of metrics.jsonl.
- */
-export function ffnFlops(shape: FfnShape & { phase: Phase }): number {
-  const { tokens, d_model: d, d_ff, n_layer: L, experts: E, top_k: k } = shape;
-  const dense = 3 * 2 * 2 * tokens * d * d_ff * L;
-  if (shape.phase === "dense") return dense;
-  return (dense * k) / E + 3 * 2 * tokens * d * E * L;
-}
-
-/** Per-phase totals. */
-export interface PhaseTotals {
-  /** Steps run in the phase. */
-  steps: number;
-  /** Their share of all steps. */
-  share: number;
-  /** FFN FLOPs spent in the phase. */
-  ffn_flops: number;
-  /** Wall time of the phase's steps, seconds. */
-  wall_s: number;
-}
-
-/** What `RunAccounting.summary` returns (part of the run's summary). */
-export interface AccountingSummary {
-  /** Steps accounted. */
-  steps: number;
-  /** FFN FLOPs spent. */
-  ffn_flops: number;
-  /** FFN FLOPs the same steps would have spent dense. */
-  ffn_flops_dense: number;
-  /** ffn_flops / ffn_flops_dense (1 for a dense run; 0 steps: 1). */
-  flops_ratio: number;
-  /** Wall time of the steps, seconds. */
-  step_s: number;
-  /** Wall time outside steps (monitor k-means, MoE-fication, ...), seconds, by name. */
-  overhead_s: Record<string, number>;
-  /** Steps plus overheads, seconds. */
-  wall_s: number;
-  /** Totals of the dense steps. */
-  dense: PhaseTotals;
-  /** Totals of the sparse steps. */
-  sparse: PhaseTotals;
-}
-
-/** Serializable totals of a `RunAccounting` (for resume). */
-export interface AccountingState {
-  steps: { dense: number; sparse: number };
-  ffn_flops: { dense: number; sparse: number };
-  ffn_flops_dense: number;
-  ms: { dense: number; sparse: number };
-  overhead_ms: Record<string, number>;
-}
-
-/** Accumulates FLOPs, steps and wall time per phase over a run (and across resumes). */
-export class RunAccounting {
-  #s: AccountingState = {
-    steps: { dense: 0, sparse: 0 },
-    ffn_flops: { dense: 0, sparse: 0 },
-    ffn_flops_dense: 0,
-    ms: { dense: 0, sparse: 0 },
-    overhead_ms: {},
-  };
-
-  /** An accumulator for steps of `shape`, optionally continuing `state`. */
-  constructor(readonly shape: FfnShape, state?: AccountingState) {
-    for (const [k, v] of Object.entries(shape)) requireInt(k, v, 1);
-    if (shape.top_k > shape.experts) {
-      throw new ConfigError(`--top-k ${shape.top_k} is more than --experts ${shape.experts}`);
-    }
-    if (state) this.#s = structuredClone(state);
-  }
-
-  /** Records one step; returns its `ffn_flops` and `ffn_flops_dense` for the metrics line. */
-  addStep(phase: Phase, ms: number): { ffn_flops: number; ffn_flops_dense: number } {
-    const f = ffnFlops({ ...this.shape, phase });
-    const fd = ffnFlops({ ...this.shape, phase: "dense" });
-    this.#s.steps[phase]++;
-    this.#s.ffn_flops[phase] += f;
-    this.#s.ffn_flops_dense += fd;
-    this.#s.ms[phase] += ms;
-    return { ffn_flops: f, ffn_flops_dense: fd };
-  }
-
-  /** Records time spent outside the steps (e.g. "monitor", "moefy"). */
-  addOverhead(name: string, ms: number): void {
-    this.#s.overhead_ms[name] = (this.#s.overhead_ms[name] ?? 0) + ms;
-  }
-
-  /** A JSON-safe copy of the totals. */
-  state(): AccountingState {
-    return structuredClone(this.#s);
-  }
-
-  /** The run's totals. */
-  summary(): AccountingSummary {
-    const s = this.#s;
-    const steps = s.steps.dense + s.steps.sparse;
-    const flops = s.ffn_flops.dense + s.ffn_flops.sparse;
-    const stepMs = s.ms.dense + s.ms.sparse;
-    const overhead: Record<string, number> = {};
-    let overheadMs = 0;
-    for (const [k, v] of Object.entries(s.overhead_ms)) {
-      overhead[k] = v / 1000;
-      overheadMs += v;
-    }
-    const phase = (p: Phase): PhaseTotals => ({
-      steps: s.steps[p],
-      share: steps > 0 ? s.steps[p] / steps : 0,
-      ffn_flops: s.ffn_flops[p],
-      wall_s: s.ms[p] / 1000,
-    });
-    return {
-      steps,
-      ffn_flops: flops,
-      ffn_flops_dense: s.ffn_flops_dense,
-      flops_ratio: s.ffn_flops_dense > 0 ? flops / s.ffn_flops_dense : 1,
-      step_s: stepMs / 1000,
-      overhead_s: overhead,
-      wall_s: (stepMs + overheadMs) / 1000,
-      dense: phase("dense"),
-      sparse: phase("sparse"),
-    };
   }
 }
 

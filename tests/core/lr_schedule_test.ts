@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { checkLrSchedule, lrAt, type LrSchedule } from "../../core/lr_schedule.ts";
+import {
+  checkLrSchedule,
+  extendLrSchedule,
+  lrAt,
+  type LrSchedule,
+} from "../../core/lr_schedule.ts";
 import { ConfigError } from "../../core/errors.ts";
 
 const S: LrSchedule = { maxLr: 6e-4, minLr: 6e-5, warmup: 10, total: 110 };
@@ -74,4 +79,29 @@ Deno.test("bad schedules throw ConfigError and bad steps RangeError", () => {
   assert.throws(() => lrAt(-1, S), RangeError);
   assert.throws(() => lrAt(2.5, S), RangeError);
   assert.equal(checkLrSchedule(S), S);
+});
+
+Deno.test("extendLrSchedule() keeps past rates and decays from the current rate to the new end", () => {
+  const e = extendLrSchedule(S, 60, 210);
+  for (let t = 0; t < 60; t++) assert.equal(lrAt(t, e), lrAt(t, S), `step ${t} unchanged`);
+  close(lrAt(60, e), lrAt(60, S), "no jump at the resume step");
+  close(lrAt(135, e), 6e-5 + 0.5 * (lrAt(60, S) - 6e-5), "midpoint of the new decay");
+  for (let t = 61; t <= 210; t++) assert.ok(lrAt(t, e) < lrAt(t - 1, e), `falls at ${t}`);
+  assert.equal(lrAt(210, e), 6e-5);
+  // A finished run continues at the floor; JSON round trip keeps the plan.
+  const done = extendLrSchedule(S, 110, 200);
+  assert.equal(lrAt(150, done), 6e-5);
+  const again = JSON.parse(JSON.stringify(e));
+  assert.equal(lrAt(100, again), lrAt(100, e));
+  // Extended twice: every rate before the second extension is kept too.
+  const twice = extendLrSchedule(e, 150, 300);
+  for (let t = 0; t < 150; t++) assert.equal(lrAt(t, twice), lrAt(t, e), `step ${t} kept`);
+  // During warmup only the end moves; the same length changes nothing.
+  assert.deepEqual(extendLrSchedule(S, 5, 210), { ...S, total: 210 });
+  assert.equal(extendLrSchedule(S, 60, 110), S);
+  assert.throws(() => extendLrSchedule(S, 60, 50), RangeError);
+  assert.throws(
+    () => checkLrSchedule({ ...S, continued: { step: 5, lr: 1e-4, schedule: S } }),
+    /continued.step/,
+  );
 });

@@ -110,19 +110,23 @@ Deno.test("resume from a checkpoint gives the same losses as an uninterrupted ru
   await Deno.remove(dir, { recursive: true });
 });
 
-Deno.test("runTrain() leaves no growth in live GPU buffers across a run", async () => {
+Deno.test("runTrain() leaves no growth in live GPU buffers across a run and a resume", async () => {
   const dir = await Deno.makeTempDir();
   const before = gpu().pool.stats().liveBuffers;
   const config = await resolveTrainConfig({
     preset: "tiny",
     steps: 5,
     eval_every: 0,
-    save_every: 0,
+    save_every: 2,
     eval_tokens: 256,
+    val_tokens: 256,
     out: dir,
     data: "tests/pipelines/../../README.md",
   });
   await runTrain(config);
+  assert.equal(gpu().pool.stats().liveBuffers, before);
+  // Resumed (weights and moments loaded) and lengthened: still nothing left behind.
+  await runTrain({ ...config, steps: 8 }, { resume: dir });
   assert.equal(gpu().pool.stats().liveBuffers, before);
   await Deno.remove(dir, { recursive: true });
 });

@@ -11,8 +11,6 @@
  * - resume: state → JSON → fromState after EVERY step of a scripted run
  *   (mid-sparse included) continues with the same phases and events as the
  *   uninterrupted run, with the right sparse steps left;
- * - FLOP accounting on a hand example (exact integers) and against
- *   train.ts's dense formula; accumulator totals across a resume;
  * - config validation: every bad value is a ConfigError naming its flag;
  * - the partition monitor: ARI ≥ 0.9 on stable synthetic structure with the
  *   warm start and a 1% margin; on structureless points a fresh start that
@@ -24,14 +22,11 @@ import assert from "node:assert/strict";
 import { ConfigError } from "../../../core/errors.ts";
 import { Rng } from "../../../core/rng.ts";
 import { adjustedRandIndex } from "../../../core/moe/partition.ts";
-import { DEFAULT_TRAIN_CONFIG } from "../../../pipelines/train/config.ts";
 import {
-  ffnFlops,
   PartitionMonitor,
   partitionSimilarity,
   type Phase,
   resolveSchedule,
-  RunAccounting,
   type ScheduleConfig,
   SsdSchedule,
   type SwitchEvent,
@@ -240,6 +235,39 @@ Deno.test("SsdSchedule.fromState rejects inconsistent states", () => {
   );
 });
 
+Deno.test("SsdSchedule.fromState with a replan: a longer run moves the final dense part", () => {
+  const stable: Script = (_, c) => (c === 0 ? null : 0.97);
+  const config = { ...SMALL, final_dense: null };
+  // Planned for 100 steps (final dense 10), stopped at 60 inside the sparse phase [55, 75).
+  const a = new SsdSchedule(config, RUN);
+  let checks = 0;
+  for (let step = 0; step < 60; step++) {
+    a.needsMonitor(step) ? a.next(step, stable(step, checks++)) : a.next(step);
+  }
+  assert.equal(a.phase, "sparse");
+  // Continued to 200 steps: the plan equals that of a run planned for 200 from the start.
+  const b = SsdSchedule.fromState(JSON.parse(JSON.stringify(a.state())), {
+    config,
+    run: { steps: 200, d_ff: 16 },
+  });
+  assert.equal(b.config.final_dense, 20);
+  assert.equal(b.finalDenseStart, 180);
+  const full = drive(new SsdSchedule(config, { steps: 200, d_ff: 16 }), stable);
+  const tail = drive(b, stable, checks);
+  assert.deepEqual(tail.phases, full.phases.slice(60));
+  assert.deepEqual(b.history, full.events);
+  // A sparse phase is cut where the shorter run's final dense part starts.
+  const c = SsdSchedule.fromState(a.state(), { config, run: { steps: 70, d_ff: 16 } });
+  assert.equal(c.sparseStepsLeft, 63 - 60);
+  // The same config and length replays the saved plan; the kind of schedule cannot change.
+  const same = SsdSchedule.fromState(a.state(), { config, run: RUN });
+  assert.equal(same.sparseStepsLeft, a.sparseStepsLeft);
+  assert.throws(
+    () => SsdSchedule.fromState(a.state(), { config: { ...config, schedule: "sparse" }, run: RUN }),
+    /--schedule ssd/,
+  );
+});
+
 Deno.test("SsdSchedule.next: misuse throws", () => {
   const s = new SsdSchedule(SMALL, RUN);
   assert.throws(() => s.next(1), /expected step 0/);
@@ -294,56 +322,6 @@ Deno.test("resolveSchedule: bad values are ConfigErrors naming the flag", () => 
       return true;
     });
   }
-});
-
-Deno.test("ffnFlops: hand example and train.ts's dense formula", () => {
-  const shape = { tokens: 8, d_model: 4, d_ff: 16, n_layer: 2, experts: 4, top_k: 1 };
-  // Dense: 3·2·2 · 8·4·16·2 = 12 · 1024.
-  assert.equal(ffnFlops({ ...shape, phase: "dense" }), 12288);
-  // Sparse: 12288 · 1/4 + router 3·2 · 8·4·4·2 = 3072 + 1536.
-  assert.equal(ffnFlops({ ...shape, phase: "sparse" }), 4608);
-  assert.equal(ffnFlops({ ...shape, top_k: 4, phase: "sparse" }), 12288 + 1536);
-  // The default config's dense step: 12 · tokens · d · d_ff · layers.
-  const c = DEFAULT_TRAIN_CONFIG;
-  const dense = ffnFlops({
-    tokens: c.batch_size * c.ctx,
-    d_model: c.d_model,
-    d_ff: c.d_ff,
-    n_layer: c.n_layer,
-    experts: 16,
-    top_k: 4,
-    phase: "dense",
-  });
-  assert.equal(dense, 12 * 8 * 64 * 128 * 512 * 3);
-});
-
-Deno.test("RunAccounting: totals, shares, overheads, and resume", () => {
-  const shape = { tokens: 8, d_model: 4, d_ff: 16, n_layer: 2, experts: 4, top_k: 1 };
-  const a = new RunAccounting(shape);
-  assert.deepEqual(a.addStep("dense", 10), { ffn_flops: 12288, ffn_flops_dense: 12288 });
-  a.addStep("dense", 10);
-  assert.deepEqual(a.addStep("sparse", 5), { ffn_flops: 4608, ffn_flops_dense: 12288 });
-  const b = new RunAccounting(shape, JSON.parse(JSON.stringify(a.state())));
-  b.addStep("sparse", 5);
-  b.addStep("dense", 10);
-  b.addOverhead("monitor", 4);
-  b.addOverhead("monitor", 2);
-  b.addOverhead("moefy", 1);
-  const s = b.summary();
-  assert.equal(s.steps, 5);
-  assert.equal(s.ffn_flops, 3 * 12288 + 2 * 4608);
-  assert.equal(s.ffn_flops_dense, 5 * 12288);
-  assert.equal(s.flops_ratio, 0.75);
-  assert.deepEqual(s.dense, { steps: 3, share: 0.6, ffn_flops: 3 * 12288, wall_s: 0.03 });
-  assert.deepEqual(s.sparse, { steps: 2, share: 0.4, ffn_flops: 2 * 4608, wall_s: 0.01 });
-  assert.deepEqual(s.overhead_s, { monitor: 0.006, moefy: 0.001 });
-  assert.ok(Math.abs(s.step_s - 0.04) < 1e-12);
-  assert.ok(Math.abs(s.wall_s - 0.047) < 1e-12);
-  // The copy is independent of the original.
-  assert.equal(a.summary().steps, 3);
-  assert.equal(new RunAccounting(shape).summary().flops_ratio, 1);
-  assert.throws(() => new RunAccounting({ ...shape, top_k: 5 }), /--top-k/);
-  assert.throws(() => new RunAccounting({ ...shape, tokens: 0 }), /--tokens/);
 });
 
 Deno.test("partitionSimilarity: ARI, invariant to expert relabelling", () => {

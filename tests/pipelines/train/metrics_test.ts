@@ -1,0 +1,89 @@
+/**
+ * `pipelines/train/metrics.ts`: the tolerant reader (complete lines parsed,
+ * a torn last line reported, not fatal), the resume cut (later steps, events
+ * at the resume step and a torn line dropped; the final line of a finished
+ * run kept), and a failed append naming the file and the cause.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { SsdError } from "../../../core/errors.ts";
+import {
+  METRICS_FILE,
+  MetricsLog,
+  parseMetricsText,
+  readMetrics,
+} from "../../../pipelines/train/metrics.ts";
+
+const step = (n: number) => ({
+  step: n,
+  phase: "dense" as const,
+  loss: 1 / n,
+  lr: 1e-3,
+  grad_norm: 1,
+  tokens_per_s: 100,
+  ms_per_step: 10,
+  ffn_flops: 1,
+  ffn_flops_dense: 1,
+});
+const event = (n: number) => ({
+  event: "switch" as const,
+  from: "dense" as const,
+  to: "sparse" as const,
+  step: n,
+  similarity: 0.95,
+});
+
+Deno.test("parseMetricsText() keeps whole lines and reports a torn last line", () => {
+  const text = JSON.stringify(step(1)) + "\n" + "not json\n" + '{"step": 2, "lo';
+  const r = parseMetricsText(text);
+  assert.deepEqual(r.lines, [step(1)]);
+  assert.deepEqual(r.bad, [2]);
+  assert.equal(r.partial, '{"step": 2, "lo');
+  assert.deepEqual(parseMetricsText(""), { lines: [], bad: [], partial: null });
+});
+
+Deno.test("MetricsLog writes nothing until the first flush, then whole lines", async () => {
+  const dir = await Deno.makeTempDir();
+  const log = await MetricsLog.open(dir, null);
+  log.add(step(1));
+  assert.equal(await readMetrics(dir), null, "a run that never flushed leaves no file");
+  await log.flush();
+  log.add(step(2));
+  log.add(event(2));
+  await log.flush();
+  const r = (await readMetrics(dir))!;
+  assert.deepEqual(r.lines, [step(1), step(2), event(2)]);
+  assert.equal(r.partial, null);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("MetricsLog.open() on resume keeps the lines up to the saved step", async () => {
+  const dir = await Deno.makeTempDir();
+  const final = { step: 3, phase: "dense", val_loss: 1, val_bpb: 1.4, final: true };
+  const lines = [step(1), step(2), event(2), step(3), final, step(4), event(4)];
+  const text = lines.map((l) => JSON.stringify(l) + "\n").join("") + '{"step": 5, "ph';
+  await Deno.writeTextFile(join(dir, METRICS_FILE), text);
+  const dropped: string[] = [];
+  const log = await MetricsLog.open(dir, 3, (w) => dropped.push(w));
+  assert.deepEqual(dropped, ["2 lines after step 3", "a partial last line"]);
+  // A switch at step 2 came before step 3's line; one at the resume step is planned again.
+  assert.deepEqual((await readMetrics(dir))!.lines, [step(1), step(2), event(2), step(3), final]);
+  log.add(step(4));
+  await log.flush();
+  assert.equal((await readMetrics(dir))!.lines.length, 6);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("MetricsLog.flush() on a full disk fails with one line naming the file", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.symlink("/dev/full", join(dir, METRICS_FILE));
+  const log = await MetricsLog.open(dir, null);
+  log.add(step(1));
+  await assert.rejects(
+    () => log.flush(),
+    (e: Error) =>
+      e instanceof SsdError &&
+      /^Cannot write .*metrics\.jsonl: No space left on device/.test(e.message),
+  );
+  await Deno.remove(dir, { recursive: true });
+});
