@@ -223,9 +223,20 @@ export function variants(basePath: string, baseBytes: Uint8Array): Variant[] {
     })(),
   );
   add("meta_value_number", REFUSE, meta(b, "ssd.format", 1));
-  add("meta_no_format", REFUSE, meta(b, "ssd.format", undefined));
   add("meta_format_2", REFUSE, meta(b, "ssd.format", "2"));
-  add("meta_no_config", REFUSE, meta(b, "ssd.config", undefined));
+  // inspect shows any safetensors file, ssd's or not; the others need ssd's metadata.
+  v.push({
+    name: "meta_no_format",
+    expect: HEADER_OK,
+    inspectSays: /no ssd metadata: not written by ssd/,
+    make: write(meta(b, "ssd.format", undefined)),
+  });
+  v.push({
+    name: "meta_no_config",
+    expect: HEADER_OK,
+    inspectSays: /^ {2}config +\(none\)$/m,
+    make: write(meta(b, "ssd.config", undefined)),
+  });
   add("meta_config_not_json", REFUSE, meta(b, "ssd.config", "{vocab: 256"));
   add("meta_config_array", REFUSE, meta(b, "ssd.config", "[1,2]"));
   v.push({

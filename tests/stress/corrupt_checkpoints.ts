@@ -16,7 +16,7 @@
  *   wrong refusal   a valid input refused
  *
  * Usage: deno run -A tests/stress/corrupt_checkpoints.ts [--jobs 2] [--timeout 120]
- *        [--only REGEX] [--keep]
+ *        [--only REGEX] [--keep] [--verbose]
  * Exits 1 when any run is not a refusal or accepted as intended.
  */
 import { join } from "node:path";
@@ -40,16 +40,18 @@ interface Options {
   timeoutS: number;
   only: RegExp | null;
   keep: boolean;
+  verbose: boolean;
 }
 
 function parseArgs(args: string[]): Options {
-  const o: Options = { jobs: 2, timeoutS: 120, only: null, keep: false };
+  const o: Options = { jobs: 2, timeoutS: 120, only: null, keep: false, verbose: false };
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     if (a === "--jobs") o.jobs = Math.max(1, Math.min(2, Number(args[++i])));
     else if (a === "--timeout") o.timeoutS = Number(args[++i]);
     else if (a === "--only") o.only = new RegExp(args[++i]);
     else if (a === "--keep") o.keep = true;
+    else if (a === "--verbose") o.verbose = true;
     else throw new Error(`unknown argument ${a}`);
   }
   return o;
@@ -207,9 +209,9 @@ async function main(): Promise<number> {
       const r = await ssd(commandOf(entry, path, text, out), opts.timeoutS);
       const [verdict, why] = classify(v, entry, r, await outputFiles(out));
       counts[verdict]++;
-      if (verdict !== "refusal" && verdict !== "accepted") {
-        bad.push(`${verdict.padEnd(14)} ${v.name} / ${entry}: ${why}`);
-      }
+      const line = `${verdict.padEnd(14)} ${v.name} / ${entry}: ${why}`;
+      if (verdict !== "refusal" && verdict !== "accepted") bad.push(line);
+      else if (opts.verbose) console.log(line);
       if (++done % 25 === 0) console.error(`${done}/${jobs.length} runs`);
     });
 
