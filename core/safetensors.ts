@@ -52,18 +52,20 @@ export const MAX_HEADER_BYTES = 100_000_000;
 /** The reserved header key of the string→string metadata map. */
 export const METADATA_KEY = "__metadata__";
 
+/** A safetensors dtype ssd reads and writes (the keys of `DTYPES`). */
+export type SafeDType = "F32" | "U32" | "U8";
+
 /**
  * The dtypes ssd reads and writes, with their host array: F32 for weights and moments,
  * U32 for index tensors, U8 for byte masks of files from other tools.
  */
-const DTYPES = {
+const DTYPES: Readonly<
+  Record<SafeDType, typeof Float32Array | typeof Uint32Array | typeof Uint8Array>
+> = Object.freeze({
   F32: Float32Array,
   U32: Uint32Array,
   U8: Uint8Array,
-} as const;
-
-/** A safetensors dtype ssd reads and writes (see `DTYPES`). */
-export type SafeDType = keyof typeof DTYPES;
+});
 
 /** Bytes per element of each dtype. */
 export const DTYPE_BYTES: Readonly<Record<SafeDType, number>> = Object.freeze(
@@ -83,9 +85,7 @@ export function isSafeDType(s: unknown): s is SafeDType {
 const KNOWN_DTYPES = Object.keys(DTYPES).join(", ");
 
 /** The host array class of a dtype. */
-export function arrayOf(
-  dtype: SafeDType,
-): typeof Float32Array | typeof Uint32Array | typeof Uint8Array {
+export function arrayOf(dtype: SafeDType): (typeof DTYPES)[SafeDType] {
   return DTYPES[dtype];
 }
 

@@ -6,7 +6,7 @@
  * new checkpoint, never half of one.
  */
 import { dirname } from "node:path";
-import { type AtomicWriteOptions, isAtomicTemp, writeFileAtomic } from "./atomic_write.ts";
+import { isAtomicTemp, writeFileAtomic } from "./atomic_write.ts";
 import { byName, describe, json, oneLine, q } from "./_checkpoint_util.ts";
 import { CheckpointError, fmtShape } from "./errors.ts";
 import {
@@ -129,7 +129,13 @@ export function encodeCheckpoint(contents: CheckpointContents, label = "<memory>
 }
 
 /** Options of `writeCheckpoint`. */
-export type WriteOptions = Pick<AtomicWriteOptions, "beforeRename">;
+export interface WriteOptions {
+  /**
+   * Test hook, called after the temporary file is complete and fsynced and before it is
+   * renamed over the target. Throwing here simulates a crash at the worst moment.
+   */
+  beforeRename?: () => void | Promise<void>;
+}
 
 /** True for the name of a temporary file `writeCheckpoint` makes (left only by a killed process). */
 export const isCheckpointTemp: (fileName: string) => boolean = isAtomicTemp;

@@ -25,9 +25,9 @@ export function noAutotune(): void {
   Deno.env.set("SSD_NO_AUTOTUNE", "1");
 }
 
-/** Runs `ssd ARGS` and waits for it (autotune off, see `noAutotune`). */
-export async function ssd(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const out = await new Deno.Command(Deno.execPath(), {
+/** The command `ssd ARGS` (autotune off, see `noAutotune`), stdout and stderr piped. */
+export function ssdCommand(args: string[], env: Record<string, string> = {}): Deno.Command {
+  return new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "cli/main.ts", ...args],
     cwd: ROOT,
     env: {
@@ -39,7 +39,12 @@ export async function ssd(args: string[], env: Record<string, string> = {}): Pro
     },
     stdout: "piped",
     stderr: "piped",
-  }).output();
+  });
+}
+
+/** Runs `ssd ARGS` and waits for it (autotune off, see `noAutotune`). */
+export async function ssd(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  const out = await ssdCommand(args, env).output();
   const dec = new TextDecoder();
   return {
     code: out.code,

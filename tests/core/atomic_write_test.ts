@@ -6,20 +6,14 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { isAtomicTemp, writeFileAtomic } from "../../core/atomic_write.ts";
+import { listDir as names } from "../pipelines/_tiny_checkpoint.ts";
 
+const root = await Deno.makeTempDir({ prefix: "ssd_atomic_" });
+globalThis.addEventListener("unload", () => Deno.removeSync(root, { recursive: true }));
+
+/** Runs `fn` in a fresh empty folder. */
 async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "ssd_atomic_" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-async function names(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for await (const e of Deno.readDir(dir)) out.push(e.name);
-  return out.sort();
+  await fn(await Deno.makeTempDir({ dir: root }));
 }
 
 Deno.test("writeFileAtomic() writes text, bytes and chunks exactly, with or without fsync", async () => {

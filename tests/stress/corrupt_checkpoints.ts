@@ -20,11 +20,10 @@
  * Exits 1 when any run is not a refusal or accepted as intended.
  */
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { ssdCommand } from "../cli/_ssd.ts";
 import { sampleText } from "../pipelines/_tiny_checkpoint.ts";
 import { ENTRIES, type Entry, type Variant, variants } from "./_corrupt_variants.ts";
 
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const VERDICTS = [
   "refusal",
   "accepted",
@@ -67,18 +66,7 @@ interface Ran {
 
 /** Runs `ssd ARGS`, killed after `timeoutS`. */
 async function ssd(args: string[], timeoutS: number): Promise<Ran> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "cli/main.ts", ...args],
-    cwd: ROOT,
-    env: {
-      NO_COLOR: "1",
-      XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp",
-      SSD_NO_AUTOTUNE: "1",
-    },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const child = ssdCommand(args).spawn();
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
