@@ -15,15 +15,13 @@
  * string→string map. The data section must be covered exactly: no overlaps, no gaps,
  * no trailing bytes.
  *
- * Output is deterministic (metadata keys and tensors in sorted order, fixed key order
- * inside entries, no whitespace but the padding), so save → load → save gives identical
- * bytes. Only the dtypes ssd reads and writes are accepted (`DTYPES`); a file with any
- * other is refused naming it, since no caller could use its data.
+ * Only the dtypes ssd reads and writes are accepted (`DTYPES`); a file with any other
+ * is refused naming it, since no caller could use its data.
  *
- * Decoding validates everything it can without the model (structure, bounds, dtypes,
- * coverage, format version, finite float values); `validateAgainstConfig`
- * (core/checkpoint.ts) then checks names and shapes against a model. Every failure is a
- * one-line `CheckpointError` naming the file.
+ * The header check validates everything it can without the model (structure, bounds,
+ * dtypes, coverage, format version); `validateAgainstConfig` (core/checkpoint.ts) then
+ * checks names and shapes against a model. Every failure is a one-line
+ * `CheckpointError` naming the file.
  */
 import {
   byName,

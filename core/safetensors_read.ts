@@ -53,7 +53,7 @@ export function decodeCheckpoint(
  *
  * @throws CheckpointError when an F32 tensor holds NaN or Inf (unless `allowNonFinite`)
  */
-export function tensorAt(
+function tensorAt(
   header: CheckpointHeader,
   name: string,
   data: Uint8Array,
@@ -70,7 +70,7 @@ export function tensorAt(
     : new Ctor(data.slice(begin - base, end - base).buffer);
   if (view instanceof Float32Array && !opts.allowNonFinite && !allFinite(view)) {
     throw new CheckpointError(
-      `Checkpoint ${header.path}: tensor ${name} holds NaN or Inf values: the run that ` +
+      `Checkpoint ${header.path}: tensor ${oneLine(name)} holds NaN or Inf values: the run that ` +
         `saved it diverged or the file is damaged: use an earlier checkpoint`,
     );
   }
