@@ -8,6 +8,7 @@
  * `train --resume`, each under a timeout. Every run is classified:
  *
  *   refusal         non-zero exit, one `ssd: ` line on stderr, no output file
+ *   late refusal    the same, but after progress lines (the run started, then failed)
  *   accepted        exit 0 where the variant is valid for that command
  *   hang            killed at the timeout
  *   crash           a signal, an abort, a stack trace or an "internal error"
@@ -26,6 +27,7 @@ import { ENTRIES, type Entry, type Variant, variants } from "./_corrupt_variants
 
 const VERDICTS = [
   "refusal",
+  "late refusal",
   "accepted",
   "hang",
   "crash",
@@ -126,11 +128,12 @@ function classify(v: Variant, entry: Entry, r: Ran, outputs: string[]): [Verdict
   if (r.signal || r.code >= 128) return ["crash", `signal ${r.signal ?? r.code}`];
   if (STACK.test(r.stderr)) return ["crash", lines.find((l) => STACK.test(l)) ?? last];
   if (r.code !== 0) {
-    if (lines.length !== 1 || !last.startsWith("ssd: ")) {
-      return ["crash", `not one ssd: line (${lines.length} lines): ${last}`];
+    if (!last.startsWith("ssd: ") || lines.filter((l) => l.startsWith("ssd: ")).length !== 1) {
+      return ["crash", `no single ssd: line at the end (${lines.length} lines): ${last}`];
     }
     if (outputs.length > 0) return ["silently wrong", `failed but wrote ${outputs}`];
-    return want === "refuse" ? ["refusal", last] : ["wrong refusal", last];
+    if (want !== "refuse") return ["wrong refusal", last];
+    return lines.length === 1 ? ["refusal", last] : ["late refusal", last];
   }
   if (/\bNaN\b|Infinity/.test(r.stdout)) return ["silently wrong", "NaN / Inf in the output"];
   if (want === "refuse") {
