@@ -86,6 +86,13 @@ export function formatInspect(r: InspectReport): string {
   ]);
   parts.push("Model\n" + table(model));
 
+  if (r.mismatches.length > 0) {
+    parts.push(
+      `Mismatches with the config (${r.mismatches.length}): the other commands refuse this ` +
+        `file\n` + r.mismatches.map((m) => `  ${m}`).join("\n"),
+    );
+  }
+
   const header = ["name", "dtype", "shape", "numel"];
   parts.push(
     `Tensors (${r.tensors.length})\n` +

@@ -1,5 +1,6 @@
 /**
- * ssd's checkpoints (SPEC 5): safetensors files (the format: core/safetensors.ts,
+ * ssd's checkpoints (SPEC 5): safetensors files (the format: core/safetensors.ts, read
+ * and written by core/safetensors_read.ts and core/safetensors_write.ts, all
  * re-exported here) whose `__metadata__` holds ssd's keys: the format version, the
  * model config, the MoE layout and the training state, as canonical JSON; AdamW
  * moments stored as `optim.m.<name>` / `optim.v.<name>` tensors; and the check of a
@@ -14,8 +15,35 @@ import {
   type SafeDType,
   type TensorInfo,
 } from "./safetensors.ts";
+import { validateTrainState } from "./train_state.ts";
 
-export * from "./safetensors.ts";
+export {
+  CHECKPOINT_FORMAT,
+  type CheckpointContents,
+  type CheckpointHeader,
+  DTYPE_BYTES,
+  f32Data,
+  type HostTensor,
+  isSafeDType,
+  type LoadedCheckpoint,
+  MAX_HEADER_BYTES,
+  META_FORMAT,
+  type ReadCheckpointOptions,
+  type ReadOptions,
+  type SafeDType,
+  SUPPORTED_FORMATS,
+  type TensorData,
+  type TensorInfo,
+  u32Data,
+} from "./safetensors.ts";
+export { decodeCheckpoint, readCheckpoint, readHeader } from "./safetensors_read.ts";
+export {
+  encodeCheckpoint,
+  isCheckpointTemp,
+  writeCheckpoint,
+  type WriteOptions,
+} from "./safetensors_write.ts";
+export { validateTrainState } from "./train_state.ts";
 
 /** Metadata key: model config JSON. */
 export const META_CONFIG = "ssd.config";
@@ -96,7 +124,8 @@ export function ssdMetadata(
 }
 
 /**
- * Parses one JSON-valued metadata entry.
+ * Parses one JSON-valued metadata entry; the training state (`META_TRAIN`) is also
+ * checked by `validateTrainState`, so every reader of it gets the check.
  *
  * @param header the checkpoint header (for its metadata and path)
  * @param key e.g. `META_CONFIG`
@@ -129,6 +158,7 @@ export function metaJson(
   if (v === null || typeof v !== "object" || Array.isArray(v)) {
     throw corrupt(header.path, `metadata ${q(key)} is ${describe(v)}, not a JSON object`);
   }
+  if (key === META_TRAIN) validateTrainState(v, header.path);
   return v as Record<string, unknown>;
 }
 
@@ -192,19 +222,20 @@ export interface ValidateOptions {
 }
 
 /**
- * Checks a checkpoint's tensors against the model's expected names and shapes. Optimizer
- * moments (`optim.m.<p>` / `optim.v.<p>`) must match their parameter's shape.
+ * Every difference between a checkpoint's tensors and the model's expected names and
+ * shapes (for `inspect`, which lists them; `validateAgainstConfig` refuses them).
+ * Optimizer moments (`optim.m.<p>` / `optim.v.<p>`) must match their parameter's shape.
  *
  * @param header the checkpoint header (`readHeader`, or `readCheckpoint(...).header`)
  * @param expectedShapes parameter name → shape, from the model config
  * @param opts expected dtype and whether optimizer moments are required
- * @throws CheckpointError naming the first problem (expected and found) and how many more there are
+ * @returns one phrase per problem (missing, wrong shape or dtype, unexpected), in name order
  */
-export function validateAgainstConfig(
-  header: Pick<CheckpointHeader, "path" | "tensors">,
+export function configMismatches(
+  header: Pick<CheckpointHeader, "tensors">,
   expectedShapes: Map<string, readonly number[]>,
   opts: ValidateOptions = {},
-): void {
+): string[] {
   const dtype = opts.dtype ?? "F32";
   const problems: string[] = [];
   const check = (name: string, want: readonly number[], info: TensorInfo | undefined) => {
@@ -235,6 +266,24 @@ export function validateAgainstConfig(
       problems.push(`unexpected tensor ${q(name)} ${fmtShape(info.shape)} (not in the model)`);
     }
   }
+  return problems;
+}
+
+/**
+ * Checks a checkpoint's tensors against the model's expected names and shapes (see
+ * `configMismatches`).
+ *
+ * @param header the checkpoint header (`readHeader`, or `readCheckpoint(...).header`)
+ * @param expectedShapes parameter name → shape, from the model config
+ * @param opts expected dtype and whether optimizer moments are required
+ * @throws CheckpointError naming the first problem (expected and found) and how many more there are
+ */
+export function validateAgainstConfig(
+  header: Pick<CheckpointHeader, "path" | "tensors">,
+  expectedShapes: Map<string, readonly number[]>,
+  opts: ValidateOptions = {},
+): void {
+  const problems = configMismatches(header, expectedShapes, opts);
   if (problems.length === 0) return;
   const more = problems.length > 1 ? ` (and ${problems.length - 1} more)` : "";
   throw new CheckpointError(

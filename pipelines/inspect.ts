@@ -7,9 +7,12 @@
  * Plain safetensors files from other tools are accepted (`allowForeign`):
  * they are shown with whatever they hold, and null where ssd metadata is
  * missing. A corrupt or truncated file is still rejected by the header
- * validation of core/checkpoint.ts.
+ * validation of core/checkpoint.ts. A file whose tensors do not fit its own
+ * config is listed all the same, with the mismatches, since inspect is where
+ * a user looks to find out why the other commands refuse it.
  */
 import {
+  configMismatches,
   DTYPE_BYTES,
   META_CONFIG,
   META_FORMAT,
@@ -20,7 +23,7 @@ import {
   readHeader,
   type SafeDType,
 } from "../core/checkpoint.ts";
-import { type GPTConfig, paramCount, validateConfig } from "../core/nn/config.ts";
+import { type GPTConfig, paramCount, paramShapes, validateConfig } from "../core/nn/config.ts";
 import { SsdError } from "../core/errors.ts";
 
 /** What `ssd inspect` shows. */
@@ -112,6 +115,11 @@ export interface InspectReport {
   config: Record<string, unknown> | null;
   /** Why the config is not a valid GPT config, or null when it is (or is absent). */
   config_error: string | null;
+  /**
+   * Where the tensors differ from what the config (and MoE layout) expects: missing,
+   * wrong shape or dtype, unexpected; empty when they match or there is no valid config.
+   */
+  mismatches: string[];
   /** Parameters by the config (tied lm_head once); null without a valid config. */
   parameters: number | null;
   /** Elements of all tensors that are not optimizer moments. */
@@ -172,6 +180,12 @@ function summariseMoe(
   };
 }
 
+/** Experts of the MoE layout when it is a usable count, for the router shapes. */
+function routerExperts(moe: Record<string, unknown> | null): number | undefined {
+  const e = moe?.experts;
+  return Number.isSafeInteger(e) && (e as number) >= 1 ? (e as number) : undefined;
+}
+
 /**
  * Reads a checkpoint's header and summarises it.
  *
@@ -230,6 +244,7 @@ export async function runInspect(config: InspectConfig): Promise<InspectReport> 
     ssd_format: header.metadata[META_FORMAT] ?? null,
     config: rawConfig,
     config_error: configError,
+    mismatches: gpt ? configMismatches(header, paramShapes(gpt, routerExperts(moe))) : [],
     parameters: gpt ? paramCount(gpt) : null,
     tensor_parameters: tensors.reduce((a, t) => a + t.numel, 0),
     tensors,

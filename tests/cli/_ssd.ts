@@ -26,7 +26,8 @@ export function noAutotune(): void {
   Deno.env.set("SSD_NO_AUTOTUNE", "1");
 }
 
-function command(args: string[], env: Record<string, string>): Deno.Command {
+/** The command `ssd ARGS` (autotune off, see `noAutotune`), stdout and stderr piped. */
+export function ssdCommand(args: string[], env: Record<string, string> = {}): Deno.Command {
   return new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "cli/main.ts", ...args],
     cwd: ROOT,
@@ -44,7 +45,7 @@ function command(args: string[], env: Record<string, string>): Deno.Command {
 
 /** Runs `ssd ARGS` and waits for it (autotune off, see `noAutotune`). */
 export async function ssd(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const out = await command(args, env).output();
+  const out = await ssdCommand(args, env).output();
   const dec = new TextDecoder();
   return {
     code: out.code,
@@ -70,7 +71,7 @@ export function assertOneErrorLine(r: Run, code: number): string {
  * pipe, and waits for the process. `stdout` holds the bytes read.
  */
 export async function ssdHead(args: string[], bytes: number): Promise<Run> {
-  const child = command(args, {}).spawn();
+  const child = ssdCommand(args).spawn();
   const stderr = new Response(child.stderr).text();
   const reader = child.stdout.getReader();
   const got: number[] = [];

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { paramCount, paramShapes } from "../../core/nn/config.ts";
 import { runInspect } from "../../pipelines/inspect.ts";
+import { MISMATCHES, writeMismatched } from "../pipelines/_mismatched_checkpoint.ts";
 import {
   listDir,
   TINY_CONFIG,
@@ -94,6 +95,22 @@ Deno.test("ssd inspect shows the MoE layout of an MoE checkpoint", async () => {
   assert.match(r.stdout, /^ {2}\(no moments: weights only\)$/m);
 });
 
+Deno.test("ssd inspect lists the tensors that do not fit the config and exits 0", async () => {
+  const path = join(dir, "mismatch.safetensors");
+  await writeMismatched(ckpt, path);
+  const r = await ssd(["inspect", path]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stderr, "");
+  const section = `Mismatches with the config (3): the other commands refuse this file\n` +
+    MISMATCHES.map((m) => `  ${m}`).join("\n") + "\n\n";
+  assert.ok(r.stdout.includes(section), r.stdout);
+  assert.match(r.stdout, /^ {2}lm_head\.weight +F32 +\[256, 16\]/m, "still listed");
+  const ok = await ssd(["inspect", ckpt]);
+  assert.doesNotMatch(ok.stdout, /Mismatches/, "nothing to say about a matching file");
+  const doc = JSON.parse((await ssd(["inspect", path, "--json"])).stdout);
+  assert.deepEqual(doc.mismatches, MISMATCHES);
+});
+
 Deno.test("ssd inspect: bad input exits non-zero with one line and no output", async () => {
   const cut = join(dir, "cut.safetensors");
   await truncateCopy(ckpt, cut, (await Deno.stat(ckpt)).size - 8);
@@ -109,7 +126,7 @@ Deno.test("ssd inspect: bad input exits non-zero with one line and no output", a
     [[cut], 1, /cut\.safetensors/],
     [[flipped], 1, /flipped\.safetensors/],
     [[text], 1, /notes\.txt/],
-    [[dir], 1, /is not a file/],
+    [[dir], 1, /is not a file \(it is a folder\)/],
     [[ckpt, "--bogus"], 2, /unknown option '--bogus'/],
     [[], 2, /missing required argument 'checkpoint'/],
   ];

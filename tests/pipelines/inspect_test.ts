@@ -10,6 +10,7 @@ import { writeCheckpoint } from "../../core/checkpoint.ts";
 import { paramCount, paramShapes } from "../../core/nn/config.ts";
 import { CheckpointError } from "../../core/errors.ts";
 import { runInspect } from "../../pipelines/inspect.ts";
+import { MISMATCHES, writeMismatched } from "./_mismatched_checkpoint.ts";
 import {
   TINY_CONFIG,
   TINY_TRAIN_STATE,
@@ -28,6 +29,7 @@ Deno.test("runInspect() reports config, parameter count and every tensor shape",
   assert.equal(r.ssd_format, "1");
   assert.deepEqual(r.config, { ...TINY_CONFIG });
   assert.equal(r.config_error, null);
+  assert.deepEqual(r.mismatches, []);
   assert.equal(r.parameters, paramCount(TINY_CONFIG));
   assert.equal(r.tensor_parameters, paramCount(TINY_CONFIG));
   const shapes = paramShapes(TINY_CONFIG);
@@ -94,6 +96,16 @@ Deno.test("runInspect() shows the MoE layout and the router layers", async () =>
   });
   assert.equal(r.train, null);
   assert.equal(r.tensor_parameters, paramCount(TINY_CONFIG) + E * TINY_CONFIG.d_model);
+  assert.deepEqual(r.mismatches, [], "the router fits the MoE layout");
+});
+
+Deno.test("runInspect() lists every tensor that does not fit the stored config", async () => {
+  const path = join(dir, "mismatch.safetensors");
+  await writeMismatched(full, path);
+  const r = await runInspect({ checkpoint: path, all: false });
+  assert.equal(r.config_error, null);
+  assert.deepEqual(r.mismatches, MISMATCHES);
+  assert.ok(r.tensors.some((t) => t.name === "lm_head.weight"), "the file is still listed");
 });
 
 Deno.test("runInspect() accepts a plain safetensors file without ssd metadata", async () => {
@@ -137,6 +149,7 @@ Deno.test("runInspect() flags an invalid stored config instead of failing", asyn
   assert.match(r.config_error!, /d_model 16 is not divisible by n_head 3/);
   assert.equal(r.parameters, null);
   assert.equal(r.tensor_parameters, paramCount(TINY_CONFIG));
+  assert.deepEqual(r.mismatches, [], "no expected shapes without a valid config");
 });
 
 Deno.test("runInspect() rejects missing, truncated and corrupt files with a CheckpointError", async () => {
