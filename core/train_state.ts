@@ -56,6 +56,7 @@ function fields(checks: Record<string, Check>, required: boolean): Check {
 
 /** The keys `ssd train` saves, each with its check. */
 const TRAIN_STATE_KEYS: Readonly<Record<string, Check>> = Object.freeze({
+  run_id: must((v) => typeof v === "string" && v.length > 0, "a run id string"),
   step: count,
   tokens_seen: count,
   phase: must((v) => v === "dense" || v === "sparse", '"dense" or "sparse"'),
