@@ -13,62 +13,49 @@ import { ConfigError } from "../../core/errors.ts";
 import { Fields, type Json, show } from "../json_fields.ts";
 import { uniqueNames } from "./_util.ts";
 import type { AccountingState } from "../train/accounting.ts";
-import { METRICS_FILE } from "../train/metrics.ts";
+import {
+  type FinalMetrics,
+  METRICS_FILE,
+  parseMetricsText,
+  type StepMetrics,
+} from "../train/metrics.ts";
 import { newestRunCheckpoint } from "../train/run_folder.ts";
-import type { Phase } from "../train/schedule.ts";
+import type { Phase, SwitchEvent } from "../train/schedule.ts";
 
 export type { Phase };
 export { METRICS_FILE };
 
-/** One training step of `metrics.jsonl` (the keys the report uses). */
-export interface StepRecord {
-  /** Step number (1-based). */
-  step: number;
-  /** Phase the step ran in. */
-  phase: Phase;
-  /** Training loss; null when the run wrote a non-finite loss. */
-  loss: number | null;
-  /** Validation loss, on steps that evaluated. */
-  val_loss: number | null;
-  /** Training throughput of the step. */
-  tokens_per_s: number | null;
-  /** Wall time of the step, ms. */
-  ms_per_step: number | null;
-  /** FFN FLOPs the step spent. */
-  ffn_flops: number | null;
-  /** FFN FLOPs the step would have spent dense. */
-  ffn_flops_dense: number | null;
-  /** Activation ratio per FFN layer (dense steps). */
-  act_ratio: (number | null)[] | null;
-  /** Partition similarity, on steps after a stability check (null: first check). */
-  similarity: number | null;
-}
+/** Every key of `T`, present, with null where the run wrote none. */
+type Present<T> = { [K in keyof T]-?: Exclude<T[K], undefined> | null };
 
-/** A `{"event": "switch"}` line. */
-export interface SwitchRecord {
-  /** Last step of the old phase. */
-  step: number;
-  /** Phase left. */
-  from: Phase;
-  /** Phase entered. */
-  to: Phase;
-  /** Similarity that triggered the switch (null for forced switches). */
-  similarity: number | null;
-}
+/**
+ * One training step of `metrics.jsonl` as the report uses it: the writer's
+ * `StepMetrics`, with null for what a line does not carry (a non-finite loss,
+ * no evaluation on this step).
+ */
+export type StepRecord =
+  & Pick<StepMetrics, "step" | "phase">
+  & Present<
+    Pick<
+      StepMetrics,
+      | "loss"
+      | "val_loss"
+      | "tokens_per_s"
+      | "ms_per_step"
+      | "ffn_flops"
+      | "ffn_flops_dense"
+      | "similarity"
+    >
+  >
+  & { act_ratio: (number | null)[] | null };
 
-/** The last line of a finished run (`"final": true`). */
-export interface FinalRecord {
-  /** Step of the final evaluation. */
-  step: number;
-  /** Validation loss of the dense model, nats/token. */
-  val_loss: number;
-  /** The same in bits per byte. */
-  val_bpb: number | null;
-  /** Validation loss as an MoE at `top_k` (null for dense runs). */
-  val_loss_moe: number | null;
-  /** Experts per token of the MoE evaluation. */
-  top_k: number | null;
-}
+/** A switch event of `metrics.jsonl`, without its `event` tag. */
+export type SwitchRecord = Omit<SwitchEvent, "event">;
+
+/** The last line of a finished run (`"final": true`), with null for what it lacks. */
+export type FinalRecord =
+  & Pick<FinalMetrics, "step" | "val_loss">
+  & Present<Pick<FinalMetrics, "val_bpb" | "val_loss_moe" | "top_k">>;
 
 /** What the newest checkpoint of a run says about its training. */
 export interface RunCheckpointInfo {
@@ -107,12 +94,11 @@ export interface RunData {
 const PHASES: readonly Phase[] = ["dense", "sparse"];
 
 /**
- * Parses the text of a `metrics.jsonl`. A blank line (other than the file's
- * trailing newline) or a line that is not a JSON object is an error; unknown
- * keys and unknown `event` lines are skipped so that newer files still read.
- * A last line with no newline that does not parse is one the trainer is
- * still writing (or was killed writing): it is left out and its number
- * returned as `partial_line`.
+ * Parses the text of a `metrics.jsonl` with the writer's reader. A complete
+ * line that is not a JSON object is an error; unknown keys and unknown
+ * `event` lines are skipped so that newer files still read. A last line with
+ * no newline is one the trainer is still writing (or was killed writing): it
+ * is left out and its number returned as `partial_line`.
  *
  * @param text the file's contents
  * @param path the file, for messages
@@ -128,74 +114,32 @@ export function parseMetrics(
   final: FinalRecord | null;
   partial_line?: number;
 } {
+  const file = parseMetricsText(text);
+  if (file.bad.length > 0) {
+    const n = file.bad[0];
+    new Fields(`${path} line ${n}`).fail(badLine(text.split("\n")[n - 1]));
+  }
+  // A last line with no newline that parses is complete but for its newline.
+  const tail = file.partial === null ? null : parsedObject(file.partial);
+  if (tail) {
+    file.lines.push(tail);
+    file.numbers.push(text.split("\n").length);
+  }
   const steps: StepRecord[] = [];
   const switches: SwitchRecord[] = [];
   let final: FinalRecord | null = null;
-  const lines = text.split("\n");
-  if (lines.at(-1) === "") lines.pop();
-  let partial: number | undefined;
-  if (!text.endsWith("\n") && lines.length > 0 && !parses(lines.at(-1)!)) {
-    partial = lines.length;
-    lines.pop();
-  }
-  lines.forEach((line, i) => {
-    const f = new Fields(`${path} line ${i + 1}`);
-    if (line.trim() === "") f.fail("the line is empty (expected one JSON object per line)");
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(line);
-    } catch (e) {
-      f.fail(`not valid JSON (${(e as Error).message.split("\n")[0]})`);
-    }
-    const o = f.object(parsed, "the line");
+  file.lines.forEach((o, i) => {
+    const f = new Fields(`${path} line ${file.numbers[i]}`);
     if ("event" in o) {
-      if (o.event !== "switch") return;
-      switches.push({
-        step: f.int(o, "step", { required: true })!,
-        from: f.oneOf(o, "from", PHASES),
-        to: f.oneOf(o, "to", PHASES),
-        similarity: f.num(o, "similarity", { nullable: true }),
-      });
-      return;
-    }
-    const step = f.int(o, "step", { required: true })!;
-    const phase = f.oneOf(o, "phase", PHASES);
-    if (o.final === true) {
-      final = {
-        step,
-        val_loss: f.num(o, "val_loss", { required: true })!,
-        val_bpb: f.num(o, "val_bpb", { nullable: true }),
-        val_loss_moe: f.num(o, "val_loss_moe", { nullable: true }),
-        top_k: f.int(o, "top_k", { nullable: true }),
-      };
-      return;
-    }
-    if (!("loss" in o)) f.fail(`"loss" is missing (a step line needs step, phase and loss)`);
-    const nullable = { nullable: true };
-    let act: (number | null)[] | null = null;
-    if (o.act_ratio !== undefined && o.act_ratio !== null) {
-      if (!Array.isArray(o.act_ratio)) {
-        f.fail(`"act_ratio" is ${show(o.act_ratio)}, expected an array`);
-      }
-      act = (o.act_ratio as unknown[]).map((v, j) => f.value(v, `act_ratio[${j}]`, nullable));
-    }
-    steps.push({
-      step,
-      phase,
-      loss: f.num(o, "loss", nullable),
-      val_loss: f.num(o, "val_loss", nullable),
-      tokens_per_s: f.num(o, "tokens_per_s", nullable),
-      ms_per_step: f.num(o, "ms_per_step", nullable),
-      ffn_flops: f.num(o, "ffn_flops", nullable),
-      ffn_flops_dense: f.num(o, "ffn_flops_dense", nullable),
-      act_ratio: act,
-      similarity: f.num(o, "similarity", nullable),
-    });
+      if (o.event === "switch") switches.push(switchRecord(f, o));
+    } else if (o.final === true) final = finalRecord(f, o);
+    else steps.push(stepRecord(f, o));
   });
   if (steps.length === 0) {
     throw new ConfigError(`${path} holds no training steps: is the run still starting?`);
   }
   steps.sort((a, b) => a.step - b.step);
+  const partial = file.partial === null || tail ? undefined : text.split("\n").length;
   return partial === undefined ? { steps, switches, final } : {
     steps,
     switches,
@@ -204,13 +148,71 @@ export function parseMetrics(
   };
 }
 
-function parses(line: string): boolean {
+/** Why a complete line of metrics.jsonl is not one JSON object. */
+function badLine(line: string): string {
+  if (line.trim() === "") return "the line is empty (expected one JSON object per line)";
   try {
     JSON.parse(line);
-    return true;
-  } catch {
-    return false;
+  } catch (e) {
+    return `not valid JSON (${(e as Error).message.split("\n")[0]})`;
   }
+  return `the line is ${show(JSON.parse(line))}, expected a JSON object`;
+}
+
+function parsedObject(line: string): Json | null {
+  try {
+    const o = JSON.parse(line);
+    return o !== null && typeof o === "object" && !Array.isArray(o) ? o : null;
+  } catch {
+    return null;
+  }
+}
+
+function switchRecord(f: Fields, o: Json): SwitchRecord {
+  return {
+    step: f.int(o, "step", { required: true })!,
+    from: f.oneOf(o, "from", PHASES),
+    to: f.oneOf(o, "to", PHASES),
+    similarity: f.num(o, "similarity", { nullable: true }),
+  };
+}
+
+function finalRecord(f: Fields, o: Json): FinalRecord {
+  const step = f.int(o, "step", { required: true })!;
+  f.oneOf(o, "phase", PHASES);
+  return {
+    step,
+    val_loss: f.num(o, "val_loss", { required: true })!,
+    val_bpb: f.num(o, "val_bpb", { nullable: true }),
+    val_loss_moe: f.num(o, "val_loss_moe", { nullable: true }),
+    top_k: f.int(o, "top_k", { nullable: true }),
+  };
+}
+
+function stepRecord(f: Fields, o: Json): StepRecord {
+  const step = f.int(o, "step", { required: true })!;
+  const phase = f.oneOf(o, "phase", PHASES);
+  if (!("loss" in o)) f.fail(`"loss" is missing (a step line needs step, phase and loss)`);
+  const nullable = { nullable: true };
+  let act: (number | null)[] | null = null;
+  if (o.act_ratio !== undefined && o.act_ratio !== null) {
+    if (!Array.isArray(o.act_ratio)) {
+      f.fail(`"act_ratio" is ${show(o.act_ratio)}, expected an array`);
+    }
+    act = (o.act_ratio as unknown[]).map((v, j) => f.value(v, `act_ratio[${j}]`, nullable));
+  }
+  return {
+    step,
+    phase,
+    loss: f.num(o, "loss", nullable),
+    val_loss: f.num(o, "val_loss", nullable),
+    tokens_per_s: f.num(o, "tokens_per_s", nullable),
+    ms_per_step: f.num(o, "ms_per_step", nullable),
+    ffn_flops: f.num(o, "ffn_flops", nullable),
+    ffn_flops_dense: f.num(o, "ffn_flops_dense", nullable),
+    act_ratio: act,
+    similarity: f.num(o, "similarity", nullable),
+  };
 }
 
 /** Reads the `ssd.train` part of a checkpoint's header (no tensor data is read). */

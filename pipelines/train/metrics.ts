@@ -70,6 +70,8 @@ export type MetricsLine = StepMetrics | SwitchEvent | FinalMetrics;
 export interface MetricsFile {
   /** Every complete line that parsed as a JSON object, in file order. */
   lines: Record<string, unknown>[];
+  /** The 1-based line number of each of `lines`. */
+  numbers: number[];
   /** 1-based numbers of complete lines that are not JSON objects. */
   bad: number[];
   /** Text after the last newline (a write cut short), or null. */
@@ -81,17 +83,20 @@ export function parseMetricsText(text: string): MetricsFile {
   const parts = text.split("\n");
   const tail = parts.pop()!;
   const lines: Record<string, unknown>[] = [];
+  const numbers: number[] = [];
   const bad: number[] = [];
   parts.forEach((l, i) => {
     try {
       const o = JSON.parse(l);
-      if (o !== null && typeof o === "object" && !Array.isArray(o)) lines.push(o);
-      else bad.push(i + 1);
+      if (o !== null && typeof o === "object" && !Array.isArray(o)) {
+        lines.push(o);
+        numbers.push(i + 1);
+      } else bad.push(i + 1);
     } catch {
       bad.push(i + 1);
     }
   });
-  return { lines, bad, partial: tail === "" ? null : tail };
+  return { lines, numbers, bad, partial: tail === "" ? null : tail };
 }
 
 /** Reads `<dir>/metrics.jsonl` tolerantly (see `parseMetricsText`); null when it is absent. */

@@ -37,9 +37,10 @@ Deno.test("parseMetricsText() keeps whole lines and reports a torn last line", (
   const text = JSON.stringify(step(1)) + "\n" + "not json\n" + '{"step": 2, "lo';
   const r = parseMetricsText(text);
   assert.deepEqual(r.lines, [step(1)]);
+  assert.deepEqual(r.numbers, [1]);
   assert.deepEqual(r.bad, [2]);
   assert.equal(r.partial, '{"step": 2, "lo');
-  assert.deepEqual(parseMetricsText(""), { lines: [], bad: [], partial: null });
+  assert.deepEqual(parseMetricsText(""), { lines: [], numbers: [], bad: [], partial: null });
 });
 
 Deno.test("MetricsLog writes nothing until the first flush, then whole lines", async () => {
