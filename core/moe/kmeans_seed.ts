@@ -9,10 +9,10 @@ export function kmeansPlusPlus(
   E: number,
   rng: Rng,
 ): Float64Array {
+  let pick = rng.int(n);
   const c = new Float64Array(E * d);
   const chosen = new Uint8Array(n);
   const minD = new Float64Array(n).fill(Infinity);
-  let pick = rng.int(n);
   for (let e = 0; e < E; e++) {
     chosen[pick] = 1;
     for (let k = 0; k < d; k++) c[e * d + k] = x[pick * d + k];

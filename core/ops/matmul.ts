@@ -114,15 +114,18 @@ function matmulDims(a: Tensor, b: Tensor, bias: Tensor | null, opts: MatmulOptio
   return { m, k: ka, n, batchDims, batch, sharedB, transA, transB };
 }
 
+/** What the backward pass of `matmul` needs from the forward one. */
+interface MatmulForward {
+  a: Tensor;
+  b: Tensor;
+  dims: MatmulDims;
+  config: MatmulConfig;
+}
+
 /** d op(a) = G · op(b)ᵀ, in a's stored layout (op(b) · Gᵀ when transA). */
-function matmulGradA(
-  a: Tensor,
-  b: Tensor,
-  dOut: Tensor,
-  dims: MatmulDims,
-  config: MatmulConfig,
-): Tensor {
-  const { m, k, n, batch, sharedB, transA, transB } = dims;
+function matmulGradA(fwd: MatmulForward, dOut: Tensor): Tensor {
+  const { a, b, config } = fwd;
+  const { m, k, n, batch, sharedB, transA, transB } = fwd.dims;
   const da = empty(a.shape);
   if (!transA) {
     matmulKernel(gpu(), da.buffer, dOut.buffer, b.buffer, null, {
@@ -147,15 +150,13 @@ function matmulGradA(
   return da;
 }
 
-/** d op(b) = op(a)ᵀ · G, in b's stored layout (Gᵀ · op(a) when transB); summed over a shared b's batch. */
-function matmulGradB(
-  a: Tensor,
-  b: Tensor,
-  dOut: Tensor,
-  dims: MatmulDims,
-  config: MatmulConfig,
-): Tensor {
-  const { m, k, n, batch, sharedB, transA, transB } = dims;
+/**
+ * d op(b) = op(a)ᵀ · G, in b's stored layout (Gᵀ · op(a) when transB),
+ * summed over the batch when b is shared.
+ */
+function matmulGradB(fwd: MatmulForward, dOut: Tensor): Tensor {
+  const { a, b, config } = fwd;
+  const { m, k, n, batch, sharedB, transA, transB } = fwd.dims;
   const db = empty(b.shape);
   // A shared b sums over the batch: fold the batch into the inner dim
   // when the rows of a and G stack that way, else add batch by batch.
@@ -209,9 +210,10 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
     bStride: sharedB ? 0 : k * n,
   }, config);
 
+  const fwd: MatmulForward = { a, b, dims, config };
   return record("matmul", inputs, out, (dOut, needs) => [
-    needs[0] ? matmulGradA(a, b, dOut, dims, config) : null,
-    needs[1] ? matmulGradB(a, b, dOut, dims, config) : null,
+    needs[0] ? matmulGradA(fwd, dOut) : null,
+    needs[1] ? matmulGradB(fwd, dOut) : null,
     ...(bias ? [needs[2] ? biasGrad(dOut, batch * m, n) : null] : []),
   ]);
 }
