@@ -57,21 +57,26 @@ function tensorRows(ts: TensorSummary[]): string[][] {
   return ts.map((t) => [t.name, t.dtype, `[${t.shape.join(", ")}]`, String(t.numel)]);
 }
 
-/** The human-readable form of `ssd inspect`. */
-export function formatInspect(r: InspectReport): string {
-  const parts: string[] = [];
+/** `null` as `-`, anything else as its string. */
+function show(v: unknown): string {
+  return v === null ? "-" : String(v);
+}
+
+/** Path, size, header length and format. */
+function fileSection(r: InspectReport): string {
   const fmt = r.ssd_format === null
     ? `${r.format} (no ssd metadata: not written by ssd)`
     : `${r.format}, ssd format ${r.ssd_format}`;
-  parts.push(
-    "File\n" + table([
-      ["path", r.path],
-      ["size", `${r.file_bytes} bytes (${fmtBytes(r.file_bytes)})`],
-      ["header", `${r.header_bytes} bytes`],
-      ["format", fmt],
-    ]),
-  );
+  return "File\n" + table([
+    ["path", r.path],
+    ["size", `${r.file_bytes} bytes (${fmtBytes(r.file_bytes)})`],
+    ["header", `${r.header_bytes} bytes`],
+    ["format", fmt],
+  ]);
+}
 
+/** The model config (or why there is none) and the parameter count. */
+function modelSection(r: InspectReport): string {
   const model: string[][] = [];
   if (r.config) {
     for (const [k, v] of Object.entries(r.config)) {
@@ -84,72 +89,86 @@ export function formatInspect(r: InspectReport): string {
     "parameters",
     `${fmtCount(params)}${r.parameters === null ? ", summed over the tensors" : ""}`,
   ]);
-  parts.push("Model\n" + table(model));
+  return "Model\n" + table(model);
+}
 
-  if (r.mismatches.length > 0) {
-    parts.push(
-      `Mismatches with the config (${r.mismatches.length}): the other commands refuse this ` +
-        `file\n` + r.mismatches.map((m) => `  ${m}`).join("\n"),
-    );
-  }
+/** Tensors that do not match the config; null when all do. */
+function mismatchSection(r: InspectReport): string | null {
+  if (r.mismatches.length === 0) return null;
+  return `Mismatches with the config (${r.mismatches.length}): the other commands refuse this ` +
+    `file\n` + r.mismatches.map((m) => `  ${m}`).join("\n");
+}
 
-  const header = ["name", "dtype", "shape", "numel"];
-  parts.push(
-    `Tensors (${r.tensors.length})\n` +
-      table([header, ...tensorRows(r.tensors)]),
-  );
+const TENSOR_HEADER = ["name", "dtype", "shape", "numel"];
+
+/** The model tensors, one row each. */
+function tensorSection(r: InspectReport): string {
+  return `Tensors (${r.tensors.length})\n` + table([TENSOR_HEADER, ...tensorRows(r.tensors)]);
+}
+
+/** The optimizer moments: listed with `--all`, else summarised in one row. */
+function optimizerSection(r: InspectReport): string {
   const o = r.optimizer;
   if (o.tensors && o.tensors.length > 0) {
-    parts.push(`Optimizer moments (${o.count})\n` + table([header, ...tensorRows(o.tensors)]));
-  } else {
-    parts.push(
-      "Optimizer\n" + (o.count === 0 ? "  (no moments: weights only)" : table([[
-        "moments",
-        `${o.count} tensors (optim.m.*, optim.v.*), ${o.numel} values, ${fmtBytes(o.bytes)}` +
-        " (--all lists them)",
-      ]])),
-    );
+    return `Optimizer moments (${o.count})\n` + table([TENSOR_HEADER, ...tensorRows(o.tensors)]);
   }
+  return "Optimizer\n" + (o.count === 0 ? "  (no moments: weights only)" : table([[
+    "moments",
+    `${o.count} tensors (optim.m.*, optim.v.*), ${o.numel} values, ${fmtBytes(o.bytes)}` +
+    " (--all lists them)",
+  ]]));
+}
 
-  if (r.train) {
-    const t = r.train;
-    const show = (v: unknown) => v === null ? "-" : String(v);
-    const history = t.phase_history.length === 0
-      ? "(none)"
-      : t.phase_history.map((h) => JSON.stringify(h)).join(", ");
-    parts.push(
-      "Training state\n" + table([
-        ["step", show(t.step)],
-        [
-          "tokens seen",
-          t.tokens_seen === null ? "-" : fmtCount(t.tokens_seen),
-        ],
-        ["phase", show(t.phase)],
-        ["phase history", history],
-        ["data", show(t.data_source)],
-        ["tokenizer", show(t.tokenizer)],
-      ]),
-    );
-  } else parts.push("Training state\n  (none)");
+/** Step, tokens seen, phase and its history, data and tokenizer. */
+function trainSection(r: InspectReport): string {
+  if (!r.train) return "Training state\n  (none)";
+  const t = r.train;
+  const history = t.phase_history.length === 0
+    ? "(none)"
+    : t.phase_history.map((h) => JSON.stringify(h)).join(", ");
+  return "Training state\n" + table([
+    ["step", show(t.step)],
+    [
+      "tokens seen",
+      t.tokens_seen === null ? "-" : fmtCount(t.tokens_seen),
+    ],
+    ["phase", show(t.phase)],
+    ["phase history", history],
+    ["data", show(t.data_source)],
+    ["tokenizer", show(t.tokenizer)],
+  ]);
+}
 
-  if (r.moe) {
-    const m = r.moe;
-    const show = (v: unknown) => v === null ? "-" : String(v);
-    parts.push(
-      "MoE\n" + table([
-        ["experts", show(m.experts) + (m.expert_size ? ` (${m.expert_size} neurons each)` : "")],
-        ["top_k", show(m.top_k)],
-        ["router", show(m.router)],
-        ["router layers", m.router_layers.length ? m.router_layers.join(", ") : "(none)"],
-      ]),
-    );
-  }
+/** The MoE layout; null for a dense checkpoint. */
+function moeSection(r: InspectReport): string | null {
+  if (!r.moe) return null;
+  const m = r.moe;
+  return "MoE\n" + table([
+    ["experts", show(m.experts) + (m.expert_size ? ` (${m.expert_size} neurons each)` : "")],
+    ["top_k", show(m.top_k)],
+    ["router", show(m.router)],
+    ["router layers", m.router_layers.length ? m.router_layers.join(", ") : "(none)"],
+  ]);
+}
+
+/** Metadata entries ssd does not read, long values cut; null when there are none. */
+function otherMetadataSection(r: InspectReport): string | null {
   const other = Object.entries(r.other_metadata);
-  if (other.length > 0) {
-    parts.push(
-      "Other metadata\n" +
-        table(other.map(([k, v]) => [k, v.length > 80 ? `${v.slice(0, 77)}...` : v])),
-    );
-  }
-  return parts.join("\n\n");
+  if (other.length === 0) return null;
+  return "Other metadata\n" +
+    table(other.map(([k, v]) => [k, v.length > 80 ? `${v.slice(0, 77)}...` : v]));
+}
+
+/** The human-readable form of `ssd inspect`: its sections, blank-line separated. */
+export function formatInspect(r: InspectReport): string {
+  return [
+    fileSection(r),
+    modelSection(r),
+    mismatchSection(r),
+    tensorSection(r),
+    optimizerSection(r),
+    trainSection(r),
+    moeSection(r),
+    otherMetadataSection(r),
+  ].filter((s) => s !== null).join("\n\n");
 }

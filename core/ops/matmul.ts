@@ -71,12 +71,20 @@ function sameDims(x: readonly number[], y: readonly number[]): boolean {
 
 // ---- matmul ------------------------------------------------------------------
 
-/** Matrix product of the last two dims, batched over the leading dims. */
-export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
-  const bias = opts.bias ?? null;
-  const inputs = bias ? [a, b, bias] : [a, b];
-  assertLive("matmul", ...inputs);
-  checkF32("matmul", inputs);
+/** The product's sizes: op(a) (..., M, K) by op(b) (K, N); b shared when it has no batch dims. */
+interface MatmulDims {
+  m: number;
+  k: number;
+  n: number;
+  batchDims: number[];
+  batch: number;
+  sharedB: boolean;
+  transA: boolean;
+  transB: boolean;
+}
+
+/** Checks the operands of `matmul` and returns the sizes of the product. */
+function matmulDims(a: Tensor, b: Tensor, bias: Tensor | null, opts: MatmulOptions): MatmulDims {
   const transA = opts.transA ?? false;
   const transB = opts.transB ?? false;
   const desc = `${fmtShape(a.shape)}${transA ? "ᵀ" : ""} by ${fmtShape(b.shape)}${
@@ -103,7 +111,93 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
     throw new ShapeError(`matmul: bias ${fmtShape(bias.shape)} does not match [${n}] for ${desc}`);
   }
   const batch = numel(batchDims);
-  const k = ka;
+  return { m, k: ka, n, batchDims, batch, sharedB, transA, transB };
+}
+
+/** What the backward pass of `matmul` needs from the forward one. */
+interface MatmulForward {
+  a: Tensor;
+  b: Tensor;
+  dims: MatmulDims;
+  config: MatmulConfig;
+}
+
+/** d op(a) = G · op(b)ᵀ, in a's stored layout (op(b) · Gᵀ when transA). */
+function matmulGradA(fwd: MatmulForward, dOut: Tensor): Tensor {
+  const { a, b, config } = fwd;
+  const { m, k, n, batch, sharedB, transA, transB } = fwd.dims;
+  const da = empty(a.shape);
+  if (!transA) {
+    matmulKernel(gpu(), da.buffer, dOut.buffer, b.buffer, null, {
+      m,
+      k: n,
+      n: k,
+      batch,
+      transB: !transB,
+      bStride: sharedB ? 0 : k * n,
+    }, config);
+  } else {
+    matmulKernel(gpu(), da.buffer, b.buffer, dOut.buffer, null, {
+      m: k,
+      k: n,
+      n: m,
+      batch,
+      transA: transB,
+      transB: true,
+      aStride: sharedB ? 0 : k * n,
+    }, config);
+  }
+  return da;
+}
+
+/**
+ * d op(b) = op(a)ᵀ · G, in b's stored layout (Gᵀ · op(a) when transB),
+ * summed over the batch when b is shared.
+ */
+function matmulGradB(fwd: MatmulForward, dOut: Tensor): Tensor {
+  const { a, b, config } = fwd;
+  const { m, k, n, batch, sharedB, transA, transB } = fwd.dims;
+  const db = empty(b.shape);
+  // A shared b sums over the batch: fold the batch into the inner dim
+  // when the rows of a and G stack that way, else add batch by batch.
+  const fold = sharedB && !transA;
+  const shape: MatmulShape = fold
+    ? { m: 0, k: batch * m, n: 0 }
+    : { m: 0, k: m, n: 0, batch, sumBatch: sharedB };
+  if (!transB) {
+    matmulKernel(gpu(), db.buffer, a.buffer, dOut.buffer, null, {
+      ...shape,
+      m: k,
+      n,
+      transA: !transA,
+    }, config);
+  } else {
+    matmulKernel(gpu(), db.buffer, dOut.buffer, a.buffer, null, {
+      ...shape,
+      m: n,
+      n: k,
+      transA: true,
+      transB: transA,
+    }, config);
+  }
+  return db;
+}
+
+/** dBias = column sums of G, (rows, n). */
+function biasGrad(dOut: Tensor, rows: number, n: number): Tensor {
+  const dBias = empty([n]);
+  sumRowsKernel(gpu(), dBias.buffer, dOut.buffer, rows, n);
+  return dBias;
+}
+
+/** Matrix product of the last two dims, batched over the leading dims. */
+export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  const bias = opts.bias ?? null;
+  const inputs = bias ? [a, b, bias] : [a, b];
+  assertLive("matmul", ...inputs);
+  checkF32("matmul", inputs);
+  const dims = matmulDims(a, b, bias, opts);
+  const { m, k, n, batchDims, batch, sharedB, transA, transB } = dims;
   const config = resolveConfig(opts.kernel, batch * m * k * n, m);
   const out = empty([...batchDims, m, n]); // (..., M, N)
   matmulKernel(gpu(), out.buffer, a.buffer, b.buffer, bias?.buffer ?? null, {
@@ -116,68 +210,12 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
     bStride: sharedB ? 0 : k * n,
   }, config);
 
-  return record("matmul", inputs, out, (dOut, needs) => {
-    const g = gpu();
-    const grads: (Tensor | null)[] = inputs.map(() => null);
-    if (needs[0]) {
-      // d op(a) = G · op(b)ᵀ; stored transposed when transA: op(b) · Gᵀ.
-      const da = empty(a.shape);
-      if (!transA) {
-        matmulKernel(g, da.buffer, dOut.buffer, b.buffer, null, {
-          m,
-          k: n,
-          n: k,
-          batch,
-          transB: !transB,
-          bStride: sharedB ? 0 : k * n,
-        }, config);
-      } else {
-        matmulKernel(g, da.buffer, b.buffer, dOut.buffer, null, {
-          m: k,
-          k: n,
-          n: m,
-          batch,
-          transA: transB,
-          transB: true,
-          aStride: sharedB ? 0 : k * n,
-        }, config);
-      }
-      grads[0] = da;
-    }
-    if (needs[1]) {
-      // d op(b) = op(a)ᵀ · G; stored transposed when transB: Gᵀ · op(a).
-      const db = empty(b.shape);
-      // A shared b sums over the batch: fold the batch into the inner dim
-      // when the rows of a and G stack that way, else add batch by batch.
-      const fold = sharedB && !transA;
-      const shape: MatmulShape = fold
-        ? { m: 0, k: batch * m, n: 0 }
-        : { m: 0, k: m, n: 0, batch, sumBatch: sharedB };
-      if (!transB) {
-        matmulKernel(g, db.buffer, a.buffer, dOut.buffer, null, {
-          ...shape,
-          m: k,
-          n,
-          transA: !transA,
-        }, config);
-      } else {
-        matmulKernel(g, db.buffer, dOut.buffer, a.buffer, null, {
-          ...shape,
-          m: n,
-          n: k,
-          transA: true,
-          transB: transA,
-        }, config);
-      }
-      grads[1] = db;
-    }
-    if (bias && needs[2]) {
-      const dBias = empty([n]);
-      sumRowsKernel(g, dBias.buffer, dOut.buffer, batch * m, n);
-      grads[2] = dBias;
-    }
-    return grads;
-  });
+  const fwd: MatmulForward = { a, b, dims, config };
+  return record("matmul", inputs, out, (dOut, needs) => [
+    needs[0] ? matmulGradA(fwd, dOut) : null,
+    needs[1] ? matmulGradB(fwd, dOut) : null,
+    ...(bias ? [needs[2] ? biasGrad(dOut, batch * m, n) : null] : []),
+  ]);
 }
 
 // ---- linear ------------------------------------------------------------------
@@ -239,11 +277,7 @@ export function linear(
       }, config);
       grads[1] = dw;
     }
-    if (bias && needs[2]) {
-      const dBias = empty([nOut]);
-      sumRowsKernel(g, dBias.buffer, dOut.buffer, rowCount, nOut);
-      grads[2] = dBias;
-    }
+    if (bias && needs[2]) grads[2] = biasGrad(dOut, rowCount, nOut);
     return grads;
   });
 }
