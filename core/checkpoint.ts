@@ -1,5 +1,5 @@
 /**
- * ssd's checkpoints (SPEC 5): safetensors files (the format: core/safetensors.ts, read
+ * ssd's checkpoints: safetensors files (the format: core/safetensors.ts, read
  * and written by core/safetensors_read.ts and core/safetensors_write.ts, all
  * re-exported here) whose `__metadata__` holds ssd's keys: the format version, the
  * model config, the MoE layout and the training state, as canonical JSON; AdamW
@@ -105,7 +105,7 @@ export interface SsdMetadata {
 }
 
 /**
- * Builds the `__metadata__` map of SPEC 5 from its parts (canonical JSON each).
+ * Builds the `__metadata__` map from its parts (canonical JSON each).
  *
  * @param parts config, and optionally moe and train state
  * @param extra further string entries (must not use the `ssd.` keys above)

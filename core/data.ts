@@ -1,6 +1,6 @@
 /**
  * Training and evaluation data: loading token streams, random training
- * batches, and the deterministic eval windows of SPEC 7.
+ * batches, and the deterministic eval windows.
  *
  * Tokens are bytes (see `tokenizer.ts`), so a dataset is two `Uint8Array`s;
  * batches are widened to `Uint32Array` for upload as index tensors.
@@ -335,7 +335,7 @@ export interface EvalWindow {
 }
 
 /**
- * The deterministic eval protocol (SPEC 7): consecutive windows of `ctx`
+ * The deterministic eval protocol: consecutive windows of `ctx`
  * input tokens starting at 0, ctx, 2 ctx, ...; the last may be shorter.
  * Their targets tile tokens 1 .. n-1: every token except the very first is
  * scored exactly once, and the first token of each window is only context

@@ -1,5 +1,5 @@
 /**
- * The safetensors file format of checkpoints (SPEC 5): its dtypes, types and header
+ * The safetensors file format of checkpoints: its dtypes, types and header
  * validation. Reading (core/safetensors_read.ts) and writing (core/safetensors_write.ts)
  * build on it; ssd's metadata keys, the AdamW moment names and the check against a
  * model config are core/checkpoint.ts.

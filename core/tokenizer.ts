@@ -1,5 +1,5 @@
 /**
- * Byte-level tokenizer (SPEC 3): a token is one byte of the UTF-8 text, so the
+ * Byte-level tokenizer: a token is one byte of the UTF-8 text, so the
  * vocabulary is exactly 256 ids, there are no special tokens, and every byte
  * string (valid UTF-8 or not) round-trips through `encode`/`decode` losslessly
  * at the token level. Nothing to download, nothing to train.

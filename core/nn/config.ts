@@ -1,5 +1,5 @@
 /**
- * GPT model config (SPEC 4): the fields, their checks, presets, and the
+ * GPT model config: the fields, their checks, presets, and the
  * nanoGPT tensor names and shapes they imply.
  */
 import { ConfigError } from "../errors.ts";

@@ -1,5 +1,5 @@
 /**
- * GPT (SPEC 4), after nanoGPT's model.py: pre-LayerNorm blocks, learned
+ * GPT, after nanoGPT's model.py: pre-LayerNorm blocks, learned
  * positional embeddings, causal multi-head attention, a ReLU FFN, and the
  * output projection tied to the token embedding. Parameters carry their
  * nanoGPT names, so a checkpoint loads into a nanoGPT-style PyTorch model.
@@ -40,7 +40,7 @@ export type FfnProbe = (act: Tensor, input: Tensor, layer: number) => void;
 
 /** Options of `GPT.forward`. */
 export interface ForwardOptions {
-  /** Also measure each FFN layer's activation ratio (SPEC 6) on this batch. */
+  /** Also measure each FFN layer's activation ratio on this batch. */
   actRatio?: boolean;
   /**
    * Experts per token for an MoE model: below E, each FFN computes only the
@@ -67,7 +67,7 @@ export interface ForwardOptions {
   ffn?: (m: Tensor, layer: number, own: (m: Tensor) => Tensor) => Tensor;
 }
 
-/** The GPT of SPEC 4 with its parameters on the GPU. */
+/** The GPT with its parameters on the GPU. */
 export class GPT {
   /** Model shape. */
   readonly config: GPTConfig;
@@ -185,7 +185,7 @@ export class GPT {
   }
 
   /**
-   * The FFN computing only each token's top-k experts (SPEC 4's MoE view):
+   * The FFN computing only each token's top-k experts (the MoE view):
    * the training op (with a backward) when gradients are recorded, else the
    * inference path.
    */

@@ -1,6 +1,6 @@
 /**
  * A GPT (and optionally its AdamW state and training state) to and from a
- * safetensors checkpoint (SPEC 5). Downloads every tensor in one host wait;
+ * safetensors checkpoint. Downloads every tensor in one host wait;
  * the file write itself is atomic (core/checkpoint.ts).
  */
 import {

@@ -10,8 +10,8 @@
  *                                                             (`moeFfnDecode`)
  * with W1 = c_fc.weight [d_ff, C], W2 = c_proj.weight [C, d_ff], expert e
  * owning rows [e·s, (e+1)·s) of W1 and the same columns of W2 (s = d_ff / E),
- * experts summed with weight 1 and b2 added once: the semantics of `moeFfn`
- * (SPEC 4), which groups tokens by expert and suits prefill; this path
+ * experts summed with weight 1 and b2 added once: the semantics of `moeFfn`,
+ * which groups tokens by expert and suits prefill; this path
  * suits decode, where each token's selected slices are read directly and
  * unselected experts' weights are never read, so the weight traffic is k/E
  * of dense.

@@ -1,5 +1,5 @@
 /**
- * The MoE view of a GPT's FFNs (SPEC 4, 5): how many experts, how many a
+ * The MoE view of a GPT's FFNs: how many experts, how many a
  * token uses, which router, and per layer the permutation that put each
  * original neuron at its stored position (expert e owns stored positions
  * [e·s, (e+1)·s), s = d_ff / E). Saved as `ssd.moe`.
@@ -63,8 +63,8 @@ export function validateMoeLayout(
 }
 
 /**
- * Experts per token when none is given: a quarter of the experts (SPEC 6's
- * E/4), at least 1. Shared by training, moefy, profile and the demo.
+ * Experts per token when none is given: a quarter of the experts
+ * (E/4), at least 1. Shared by training, moefy, profile and the demo.
  */
 export function defaultTopK(experts: number): number {
   return Math.max(1, Math.floor(experts / 4));

@@ -1,5 +1,5 @@
 /**
- * The deterministic eval protocol of SPEC 7 over a token stream: windows of
+ * The deterministic eval protocol over a token stream: windows of
  * ctx inputs tiling the text (core/data.ts `evalWindows`), every token but
  * the first scored once. Full windows run in batches; the last, shorter
  * window runs alone at its own length, so no padding or mask is needed.

@@ -58,7 +58,7 @@ export function mean(x: Tensor, dim?: number): Tensor {
 
 /**
  * Fraction of the elements of `x` that are > 0, as a one-element tensor (no
- * gradient): the activation ratio of a ReLU output (SPEC 6).
+ * gradient): the activation ratio of a ReLU output.
  */
 export function fractionPositive(x: Tensor): Tensor {
   assertLive("fractionPositive", x);

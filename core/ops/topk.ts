@@ -1,7 +1,7 @@
 /**
  * Top-k indices along the last dim: the router's expert choice. Not
  * differentiable (the output is u32 indices); the MoE layer handles the
- * router gradient itself (SPEC 6: straight-through over the chosen scores).
+ * router gradient itself (straight-through over the chosen scores).
  * Kernel: `gpu/kernels/topk.ts`.
  */
 import { topkKernel } from "../../gpu/kernels/topk.ts";

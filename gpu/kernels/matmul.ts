@@ -27,27 +27,15 @@
  * batch); "texture" two pack dispatches and one matmul dispatch. `sumBatch`
  * records one launch per batch, each accumulating.
  *
- * Why "texture" exists (Mesa 25.0 llvmpipe, 2 shared cores): llvmpipe runs 8
- * invocations as one SIMD row, and inside a loop it loads every storage-
- * buffer element per invocation and per component behind a bounds-check
- * branch: ~3 ns per vec4 per invocation (both cores). A read-only storage-
- * texture texel costs ~0.9 ns, a sampled-texture texel (a function call)
- * ~1.9 ns, a uniform-buffer vec4 ~1.3 ns, workgroup memory ~1.9 ns plus a
- * coroutine switch per barrier. The same loops with the loads taken out run
- * at ~55 GFLOP/s, so the loads decide everything.
- *
- * Measured at 512×512×2048 (noisy: other jobs share the cores), kernel time:
- * buffer-fed 8×8 tiles 7-10 GFLOP/s; the same fed by sampled textures
- * 8-10; by read-only storage textures 15-18 (8×8) and 17-25 (8×16 tiles,
- * 8×4 invocations), the packs costing ~1% more. Tried and dropped: fully
- * unrolled WGSL (2-5× slower: code size), lanes along M with the shared B
- * operand loaded "uniformly" (llvmpipe 25.0 treats only constant offsets as
- * uniform, so no gain), 16×16 tiles (spills: 4 GFLOP/s), a k-major "outer
- * product" texture layout (~14), deeper K unrolling (slower), WGSL fma()
- * (llvmpipe still emits mul + add: no change), tile shapes 8×12, 12×8,
- * 4×16, 16×8 and 8×16 with 16×2 or 4×8 invocations (all within noise of
- * 8×16 with 8×4; autotune times a few). Small products (under
- * TEXTURE_MIN_MACS) are faster buffer-fed: the two packs add two dispatches.
+ * Why "texture" exists: software rasterizers such as llvmpipe load every
+ * storage-buffer element per invocation behind a bounds check, while a
+ * read-only storage-texture texel costs about a third of that; with the
+ * loads taken out the same loops run several times faster, so on such an
+ * adapter the loads decide everything, and texture-fed tiles win although
+ * they need two pack passes. Real GPUs prefer the "shared" design; the
+ * autotuner measures which one an adapter gets (`deno task bench` prints
+ * what each design reaches). Small products (under TEXTURE_MIN_MACS) stay
+ * buffer-fed: there the two packs' dispatches cost more than they save.
  */
 import { dummyBuffer, releaseScratch, scratchTexture } from "../scratch.ts";
 import { GpuError } from "../errors.ts";
@@ -114,9 +102,8 @@ export const MATMUL_CANDIDATES: readonly MatmulConfig[] = Object.freeze([
 
 /**
  * Below this many multiply-adds the texture design's two extra pack
- * dispatches (~50 µs each on llvmpipe) cost more than its faster loop
- * saves; `SMALL_MATMUL_CONFIG` is used instead (measured: 64³ is faster
- * buffer-fed, 128³ twice as fast texture-fed).
+ * dispatches cost more than its faster loop saves; `SMALL_MATMUL_CONFIG`
+ * is used instead (64³ is faster buffer-fed, 128³ texture-fed).
  */
 export const TEXTURE_MIN_MACS = 1 << 19;
 
@@ -138,9 +125,8 @@ export const SMALL_M_ROWS = 8;
 
 /**
  * A 4 × 16-column strip per invocation, 16 invocations in a row: at one row
- * every invocation works. Measured (llvmpipe, 1 × 128 → 512 linear): 0.5-0.6
- * ms against 2.7 ms with the tuned register tile; dense decode of the
- * default model 15.8 → 5.7 ms per token at batch 1.
+ * every invocation works, where a tuned 32-64-row tile idles all but one
+ * row (several times slower for decode's one-token products).
  */
 export const SMALL_M_MATMUL_CONFIG: Readonly<MatmulConfig> = Object.freeze({
   design: "register",

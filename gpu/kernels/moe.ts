@@ -1,5 +1,5 @@
 /**
- * The MoE FFN's grouped layout (SPEC 4's MoE view): the router's selections
+ * The MoE FFN's grouped layout (the MoE view of the FFN): the router's selections
  * are grouped by expert, every expert's slice of the FFN runs on just its
  * tokens, and the results are combined. This module holds the sizes, the
  * layout and where each operand lives; the kernels are one file a job:

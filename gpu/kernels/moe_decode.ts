@@ -59,17 +59,13 @@
  * Biases are a dummy buffer when absent (params hasB1 / hasB2 = 0). Token
  * tiles are the grid's y (⌈N/TT⌉ ≤ 65535).
  *
- * Cost on llvmpipe (2 cores shared with other jobs; C 128, d_ff 512, E 16,
- * N = 1): a dispatch costs ~35 µs of GPU time plus ~15 µs of recording,
- * and a storage vec4 load ~3-5 ns per invocation. The fused kernel loads
- * 2·E·C/4 vec4s to route and 5·C/4 per unit in each of up and down, so
- * k = 4 is ~11k loads against ~41k for dense: measured ~0.4-0.55× of
- * dense's time per call, the rest being the per-call floor (figures in
- * `tests/bench/moe_decode_bench.ts`). One workgroup per token leaves the
- * second core idle at N = 1, yet two parts measured no faster (the up
- * stage is ~60% of the work and the other jobs hold about a core), and
- * two passes slower (a second dispatch, and the routing repeated by each
- * up workgroup).
+ * Cost: decode is bound by dispatches and loads. The fused kernel loads
+ * 2·E·C/4 vec4s to route and 5·C/4 per unit in each of up and down, so at
+ * k = E/4 it loads about a quarter of what dense does; the rest of a call
+ * is the per-dispatch floor (`deno task bench:decode` measures both). One
+ * workgroup per token leaves cores idle at N = 1, yet splitting the work
+ * further measured no faster (a second dispatch, and the routing repeated
+ * by each up workgroup).
  *
  * Why not textures (`moe.ts`, `matmul.ts`): a texel loads ~3× faster than
  * a storage vec4 on llvmpipe, but the weights would need a packed copy

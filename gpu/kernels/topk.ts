@@ -3,7 +3,7 @@
  *
  *   out[r, j] = index of the j-th largest of x[r, 0..n), j < k, in
  *               descending order of value; equal values go to the lower
- *               index first (SPEC: "ties go to the lower expert index")
+ *               index first (ties go to the lower expert index)
  *
  * Layouts: x (rows, n) f32 row-major, out (rows, k) u32.
  *

@@ -1,5 +1,5 @@
 /**
- * FFN FLOP and time accounting of a training run (SPEC 7's `ffn_flops` and
+ * FFN FLOP and time accounting of a training run (metrics.jsonl's `ffn_flops` and
  * `ffn_flops_dense`, and the per-phase totals of the run summary). Pure
  * arithmetic on plain state, so the totals survive a resume and the report
  * can summarize a checkpoint's saved state with the same code.

@@ -95,7 +95,7 @@ export const DEFAULT_TRAIN_CONFIG: Readonly<TrainConfig> = Object.freeze({
   ...DEFAULT_RUN_CONFIG,
   ...MODEL_PRESETS.default,
   ...DEFAULT_OPTIMIZER_CONFIG,
-  // The schedule's own defaults (SPEC 6); plain training unless asked.
+  // The schedule's own defaults; plain training unless asked.
   ...DEFAULT_SCHEDULE_CONFIG,
   schedule: "dense",
 });

@@ -1,5 +1,5 @@
 /**
- * `metrics.jsonl`, the per-step log of a training run (SPEC 7): its file
+ * `metrics.jsonl`, the per-step log of a training run: its file
  * name, the type of each line, the writer and a tolerant reader. The writer
  * appends whole lines only: a failed write is truncated back to the last
  * whole line, so the file never holds a torn line that this process wrote.
@@ -15,7 +15,7 @@ import { onDisk } from "./run_folder.ts";
 /** File name of the per-step metrics in a run folder. */
 export const METRICS_FILE = "metrics.jsonl";
 
-/** One training step's line of metrics.jsonl (SPEC 7 keys). */
+/** One training step's line of metrics.jsonl. */
 export interface StepMetrics {
   /** Steps done, this one included. */
   step: number;

@@ -1,6 +1,6 @@
 /**
  * `ssd train`: GPT pre-training on the embedded corpus or `--data`, dense,
- * static sparse or with the SSD schedule (SPEC 6) — one loop for all three:
+ * static sparse or with the SSD schedule — one loop for all three:
  *
  *   start (new or resumed) → per step: plan (monitor, switches), train
  *   (`./step.ts`, one host wait), record (metrics, evaluation, checkpoint)

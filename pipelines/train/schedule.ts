@@ -1,5 +1,5 @@
 /**
- * The SSD schedule (SPEC 6) as a pure state machine and the partition
+ * The SSD schedule as a pure state machine and the partition
  * monitor whose similarity drives the switch (the FLOP accounting is in
  * `./accounting.ts`). No GPU (unless `balancedKMeans` chooses one for the monitor),
  * no I/O: `ssd train` asks this module, step by step, which phase to run and
@@ -14,7 +14,7 @@
  * count after their step), and the step it applies to is the first one in
  * the new phase.
  *
- * `--schedule ssd` (SPEC 6):
+ * `--schedule ssd`:
  *   - dense: a monitor check is due every `monitor_every` steps counted from
  *     the start of the dense phase (steps p + m, p + 2m, … for a phase that
  *     started at step p). The first check of the run has no previous
@@ -29,13 +29,12 @@
  *   - the last `final_dense` steps (default 10% of the run, rounded up) are
  *     always dense: no check is due and no switch to sparse happens there.
  * `--schedule sparse`: dense until `sparse_from`, one switch to sparse
- * (MoE-fy) there, sparse to the end. `final_dense` does NOT apply: SPEC 6
- * defines the static-correlation baseline as "MoE from step --sparse-from to
- * the end", and the final model is evaluated both dense and as an MoE
+ * (MoE-fy) there, sparse to the end. `final_dense` does NOT apply: the
+ * static-correlation baseline is "MoE from step --sparse-from to the end", and the final model is evaluated both dense and as an MoE
  * anyway, so a dense tail would only blur the comparison with SSD.
  * `--schedule dense`: dense throughout, no checks, no events.
  *
- * Monitor start (warm vs fresh k-means): SPEC 6 keeps the lower inertia of
+ * Monitor start (warm vs fresh k-means): the plain rule keeps the lower inertia of
  * a warm start (from the previous partition) and a fresh k-means++ start.
  * When the structure barely moves, both starts land on partitions of almost
  * equal inertia, and the fresh one can win by a hair while grouping the
@@ -89,7 +88,7 @@ export interface ScheduleConfig {
   fresh_margin: number;
 }
 
-/** Defaults of SPEC 6. */
+/** The schedule's defaults. */
 export const DEFAULT_SCHEDULE_CONFIG: Readonly<ScheduleConfig> = Object.freeze({
   schedule: "ssd",
   monitor_every: 100,
@@ -191,7 +190,7 @@ export function resolveSchedule(
   };
 }
 
-/** A phase switch: one line of metrics.jsonl and of the saved history (SPEC 7 keys). */
+/** A phase switch: one line of metrics.jsonl and of the saved history */
 export interface SwitchEvent {
   /** Always "switch" (tells the line apart from a step's). */
   event: "switch";
@@ -248,7 +247,7 @@ export interface ScheduleState {
 }
 
 /**
- * The SPEC 6 state machine. Call `next(step, similarity)` once per step, in
+ * The SSD state machine. Call `next(step, similarity)` once per step, in
  * order, before running it; pass a similarity exactly when
  * `needsMonitor(step)` is true.
  */
@@ -467,7 +466,7 @@ export class SsdSchedule {
 // ---------------------------------------------------------------- monitor
 
 /**
- * Pattern similarity of two partitions of the same neurons (SPEC 6): their
+ * Pattern similarity of two partitions of the same neurons: their
  * adjusted Rand index (1 = the same grouping up to expert relabelling).
  */
 export function partitionSimilarity(prevLabels: Labels, labels: Labels): number {

@@ -1,5 +1,5 @@
 /**
- * The training state saved in each checkpoint's `ssd.train` (SPEC 5):
+ * The training state saved in each checkpoint's `ssd.train`:
  * everything beyond the weights and AdamW moments that a resume needs to
  * continue the run exactly, plus the run's identity, so checkpoints of two
  * runs in one folder are never taken for one run.

@@ -1,5 +1,5 @@
 /**
- * What SSD training does to the model at a phase switch (SPEC 6): reading
+ * What SSD training does to the model at a phase switch: reading
  * each FFN's c_fc rows in original neuron order for the partition monitor,
  * and, on a switch to sparse, permuting the neurons (with their AdamW
  * moments) into the monitor's expert partition and rebuilding the centroid

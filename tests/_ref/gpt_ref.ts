@@ -1,7 +1,7 @@
 /**
  * Float64 reference GPT in plain TypeScript, with a minimal reverse-mode
  * autograd over flat arrays. It exists only to check the GPU model's loss
- * and gradients (SPEC 9): written for clarity, not speed, and sharing no
+ * and gradients: written for clarity, not speed, and sharing no
  * code with core/.
  */
 
@@ -244,7 +244,7 @@ export interface RefConfig {
 }
 
 /**
- * Loss of the GPT of SPEC 4 on tokens x (B, T) with targets y, and the
+ * Loss of the GPT on tokens x (B, T) with targets y, and the
  * gradients of every named parameter (nanoGPT names).
  */
 export function refLossAndGrads(

@@ -217,7 +217,7 @@ const k4 = b1.find((r) => r.mode === "moe" && r.k === 4);
 if (d1 && k4) {
   log(
     `\nbatch 1, k 4 vs dense: ${k4.usPerCall} / ${d1.usPerCall} µs = ${k4.vsDense}x ` +
-      `(issue 6 target: at most 0.5x)`,
+      `(target: at most 0.5x)`,
   );
 }
 if (asJson) {

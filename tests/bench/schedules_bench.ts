@@ -10,7 +10,7 @@
  * Default: the demo's run (`DEMO_TRAIN_OVERRIDES`: the default model, 1500
  * steps, SSD threshold 0.85, sparse phases of 400 steps), final loss on the
  * first 65,536 validation bytes: about 20 minutes on the 2-core llvmpipe
- * machine. SPEC 6's own threshold, 0.9, is reached only near 75% of such a
+ * machine. The default threshold, 0.9, is reached only near 75% of such a
  * run (`--stable-threshold 0.9 --steps 2000` to see it).
  */
 import { join } from "node:path";

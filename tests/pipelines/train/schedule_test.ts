@@ -278,7 +278,7 @@ Deno.test("SsdSchedule.next: misuse throws", () => {
   assert.throws(() => s.next(6, 0.5), /no monitor check/);
 });
 
-Deno.test("resolveSchedule: SPEC 6 defaults and run-dependent ones", () => {
+Deno.test("resolveSchedule: the schedule's defaults and run-dependent ones", () => {
   const c = resolveSchedule({}, { steps: 2000, d_ff: 512 });
   assert.equal(c.schedule, "ssd");
   assert.equal(c.monitor_every, 100);
@@ -412,7 +412,7 @@ Deno.test("PartitionMonitor: a fresh start winning by under 1% does not regroup 
     await m.check([x1], n, d);
     return (await m.check([x2], n, d)).layers[0];
   };
-  const lower = await run(0); // SPEC 6's "keep the lower inertia"
+  const lower = await run(0); // the plain "keep the lower inertia" rule
   const gain = 1 - lower.fresh_inertia / lower.warm_inertia!;
   assert.equal(lower.start, "fresh");
   assert.ok(gain > 0 && gain < 0.01, `fresh gain ${gain}`);

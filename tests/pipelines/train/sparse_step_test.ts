@@ -1,5 +1,5 @@
 /**
- * The sparse MoE training step at the model level (issue 5): with all
+ * The sparse MoE training step at the model level: with all
  * experts it is the dense step; with fewer, experts that received no token
  * keep their weights and AdamW moments, and the schedule resumes mid-phase.
  */
