@@ -14,6 +14,7 @@ import { progressHooks, scheduleOptions } from "./_train_flags.ts";
 
 interface DemoFlags {
   json?: boolean;
+  force?: boolean;
   benchBatch?: number[];
   benchTokens?: number;
   [key: string]: unknown;
@@ -49,9 +50,10 @@ export function demoCommand(): Command {
   return scheduleOptions(cmd, { ...DEFAULT_SCHEDULE_CONFIG, ...DEMO })
     .option("--bench-batch <list>", "decode batches of the bench besides 1 (default 8)", intListArg)
     .option("--bench-tokens <n>", "validation tokens of the bench's loss per k", intArg)
+    .option("--force", "replace an earlier run in --out (its checkpoints and metrics)")
     .option("--json", "print the outputs and headline figures as one JSON document")
     .action(async (flags: DemoFlags) => {
-      const { json, benchBatch, benchTokens, ...rest } = flags;
+      const { json, force, benchBatch, benchTokens, ...rest } = flags;
       const train = snakeKeys(rest);
       const progress = progressHooks(Number(train.steps ?? DEMO.steps));
       const result = await runDemo({
@@ -60,6 +62,7 @@ export function demoCommand(): Command {
         bench_tokens: benchTokens,
         log: progress.log,
         trainHooks: progress,
+        force,
       });
       console.log(json ? JSON.stringify(demoJson(result), null, 2) : formatDemo(result));
     });

@@ -9,6 +9,12 @@
  *
  * Nodes recorded inside a `tidy` scope are dropped when it closes (their
  * tensors are released then): run backward in the scope of the forward.
+ *
+ * The project's one style of backward: a closure handed to `record` next to
+ * its forward, in the op's own file (as PyTorch's `Function` and llm.c's
+ * paired layers keep them), not a rule in a central registry. Long fused
+ * ops (the MoE FFN) name their backward as a function beside the forward
+ * and hand that to the tape.
  */
 import { binaryKernel } from "../gpu/kernels/elementwise.ts";
 import { gpu } from "../gpu/runtime.ts";

@@ -24,7 +24,9 @@ import { benchJson, type BenchReport, DEFAULT_BENCH_CONFIG, runBench } from "./b
 import { DEFAULT_PROFILE_CONFIG, type ProfileReport, runProfile } from "./profile/run.ts";
 import { type ReportResult, runReport } from "./report/run.ts";
 import { resolveTrainConfig, type TrainConfig } from "./train/config.ts";
+import { METRICS_FILE } from "./train/metrics.ts";
 import { runTrain, type TrainHooks, type TrainSummary } from "./train/run.ts";
+import { FINAL_CHECKPOINT, runCheckpoints } from "./train/run_folder.ts";
 
 /** What the demo sets on top of the train defaults (flags override each). */
 export const DEMO_TRAIN_OVERRIDES: Readonly<Partial<TrainConfig>> = Object.freeze({
@@ -50,6 +52,8 @@ export interface DemoOptions {
   log?: (line: string) => void;
   /** Per-step progress of the training stage. */
   trainHooks?: TrainHooks;
+  /** Replace an earlier run in the folder (its checkpoints and metrics are removed first). */
+  force?: boolean;
 }
 
 /** Where everything went, and the headline numbers. */
@@ -92,20 +96,33 @@ function refuseFileAsFolder(out: string): void {
   }
 }
 
+/** A folder holding an earlier run is refused before any work, unless `force`. */
+async function refuseEarlierRun(out: string, force: boolean): Promise<void> {
+  if (force) return;
+  const ckpts = await runCheckpoints(out).catch(() => []);
+  const metrics = await Deno.stat(join(out, METRICS_FILE)).then(() => true, () => false);
+  if (ckpts.length > 0 || metrics) {
+    throw new ConfigError(
+      `--out ${out} holds an earlier run: --force to replace it, or --out another folder`,
+    );
+  }
+}
+
 /** Runs the four stages; see the module comment. */
 export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   const log = opts.log ?? (() => {});
   const config = await resolveTrainConfig({ ...DEMO_TRAIN_OVERRIDES, ...opts.train });
   const out = config.out;
   refuseFileAsFolder(out);
+  await refuseEarlierRun(out, opts.force ?? false);
   const t0 = performance.now();
   const lap = (t: number) => (performance.now() - t) / 1000;
 
   log(`1/4 train: ${config.schedule} schedule, ${config.steps} steps -> ${out}`);
   let t = performance.now();
-  const train = await runTrain(config, { hooks: { ...opts.trainHooks, log } });
+  const train = await runTrain(config, { force: opts.force, hooks: { ...opts.trainHooks, log } });
   const trainS = lap(t);
-  const final = join(out, "final.safetensors");
+  const final = join(out, FINAL_CHECKPOINT);
 
   log(`2/4 profile: ${train.checkpoints.length} checkpoints`);
   t = performance.now();
@@ -153,7 +170,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     bench,
     report,
     files: {
-      metrics: join(out, "metrics.jsonl"),
+      metrics: join(out, METRICS_FILE),
       checkpoints: train.checkpoints,
       profile: profileDir,
       bench: benchPath,

@@ -111,11 +111,13 @@ export async function readMetrics(dir: string): Promise<MetricsFile | null> {
 }
 
 /**
- * Whether a line belongs to a run resumed after `step` steps: step lines and
- * the final line up to it, switch events before it (an event at `step` is
- * planned again by the resumed run).
+ * Whether a line belongs to a run resumed after `step` steps: step lines up
+ * to it, switch events before it (an event at `step` is planned again by the
+ * resumed run); never the final line of the run that is now extended.
  */
 function keptOnResume(o: Record<string, unknown>, step: number): boolean {
+  // A finished run that is extended is no longer finished.
+  if (o.final === true) return false;
   const s = typeof o.step === "number" ? o.step : 0;
   return o.event !== undefined ? s < step : s <= step;
 }
@@ -149,7 +151,7 @@ export class MetricsLog {
     const kept = file.lines.filter((o) => keptOnResume(o, resumeStep));
     const dropped = file.lines.length - kept.length + file.bad.length;
     if (dropped === 0 && file.partial === null) return log;
-    if (dropped > 0) onDrop?.(`${dropped} lines after step ${resumeStep}`);
+    if (dropped > 0) onDrop?.(`${dropped} lines the run writes again from step ${resumeStep}`);
     if (file.partial !== null) onDrop?.("a partial last line");
     const text = kept.map((o) => JSON.stringify(o) + "\n").join("");
     await onDisk(log.path, "write", () => writeFileAtomic(log.path, text));

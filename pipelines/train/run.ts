@@ -11,6 +11,7 @@
  * (`./state.ts`), so `--resume` continues the run exactly: same batches,
  * phases, learning rates, losses.
  */
+import { join } from "node:path";
 import { paramCount } from "../../core/nn/config.ts";
 import { SsdError } from "../../core/errors.ts";
 import { lrAt } from "../../core/lr_schedule.ts";
@@ -273,7 +274,9 @@ async function finishRun(run: TrainRun, p: Progress, opts: TrainOptions): Promis
   const interrupted = opts.signal?.aborted ?? false;
   if (interrupted) {
     val = valMoe = null;
-    if (run.step > run.startStep) await save(run, stepCheckpoint(run.step), hooks);
+    // No step ran, or the save cadence has just written this step's checkpoint.
+    const saved = run.checkpoints.at(-1) === join(c.out, stepCheckpoint(run.step));
+    if (run.step > run.startStep && !saved) await save(run, stepCheckpoint(run.step), hooks);
   } else {
     const final: FinalMetrics = {
       step: run.step,

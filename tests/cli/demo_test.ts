@@ -3,7 +3,8 @@
  * tiny` and a schedule that switches within the few steps: training with
  * checkpoints, a switch to sparse and back in metrics.jsonl, the profile of
  * every checkpoint, the bench's dense and MoE rows, and a report page with
- * its plots; the JSON summary points at all of them. Bad flags: one line.
+ * its plots; the JSON summary points at all of them. A folder holding a run
+ * is refused unless --force. Bad flags: one line.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -67,6 +68,16 @@ Deno.test("ssd demo --preset tiny: train, profile, bench and report in one run",
     const html = await Deno.readTextFile(doc.files.report);
     assert.ok((html.match(/<svg/g) ?? []).length >= 5, "report plots");
     assert.doesNotMatch(html, /<script/);
+
+    // The folder now holds a run: a second demo there is refused before any work...
+    const again = await ssd([...TINY, "--out", out]);
+    assert.match(assertOneErrorLine(again, 1), /holds an earlier run: --force to replace it/);
+    assert.ok(await Deno.stat(doc.files.report), "the earlier run is untouched");
+    // ...unless --force, which replaces it.
+    const forced = await ssd([...TINY, "--steps", "10", "--out", out, "--force", "--json"]);
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.equal(JSON.parse(forced.stdout).train.steps, 10);
+    await assert.rejects(Deno.stat(join(out, "ckpt-20.safetensors")), Deno.errors.NotFound);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

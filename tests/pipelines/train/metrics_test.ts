@@ -1,8 +1,8 @@
 /**
  * `pipelines/train/metrics.ts`: the tolerant reader (complete lines parsed,
  * a torn last line reported, not fatal), the resume cut (later steps, events
- * at the resume step and a torn line dropped; the final line of a finished
- * run kept), and a failed append naming the file and the cause.
+ * at the resume step, the final line of a run now extended and a torn line
+ * dropped), and a failed append naming the file and the cause.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -66,12 +66,13 @@ Deno.test("MetricsLog.open() on resume keeps the lines up to the saved step", as
   await Deno.writeTextFile(join(dir, METRICS_FILE), text);
   const dropped: string[] = [];
   const log = await MetricsLog.open(dir, 3, (w) => dropped.push(w));
-  assert.deepEqual(dropped, ["2 lines after step 3", "a partial last line"]);
-  // A switch at step 2 came before step 3's line; one at the resume step is planned again.
-  assert.deepEqual((await readMetrics(dir))!.lines, [step(1), step(2), event(2), step(3), final]);
+  assert.deepEqual(dropped, ["3 lines the run writes again from step 3", "a partial last line"]);
+  // A switch at step 2 came before step 3's line; one at the resume step is planned again,
+  // and the run that goes on from step 3 writes a final line of its own at its end.
+  assert.deepEqual((await readMetrics(dir))!.lines, [step(1), step(2), event(2), step(3)]);
   log.add(step(4));
   await log.flush();
-  assert.equal((await readMetrics(dir))!.lines.length, 6);
+  assert.equal((await readMetrics(dir))!.lines.length, 5);
   await Deno.remove(dir, { recursive: true });
 });
 
