@@ -181,9 +181,13 @@ export async function prepareFolder(
   const run = files.filter((n) => !isCheckpointTemp(n));
   if (!opts.resuming && run.length > 0 && !opts.force) {
     const shown = run.length > 3 ? [...run.slice(0, 3), "..."] : run;
+    // A run stopped before its first checkpoint leaves metrics that cannot be resumed.
+    const resumable = run.some((n) => CHECKPOINT_NAME.test(n));
     throw new ConfigError(
       `Folder ${dir} holds another run (${shown.join(", ")}): ` +
-        `--resume ${dir} to continue it, --force to replace it`,
+        (resumable
+          ? `--resume ${dir} to continue it, --force to replace it`
+          : `it saved no checkpoint to resume; --force to replace it`),
     );
   }
   const doomed = opts.resuming ? temps : files;

@@ -77,7 +77,7 @@ Deno.test("resume with more --steps from a mid-run checkpoint trains to the new 
   await Deno.remove(dir, { recursive: true });
 });
 
-Deno.test("resume of a finished run: same steps is complete, more steps appends", async () => {
+Deno.test("resume of a finished run: same steps is complete, more steps extends it", async () => {
   const dir = await Deno.makeTempDir();
   await runTrain(await tiny(dir));
   const text = await Deno.readTextFile(join(dir, "metrics.jsonl"));
@@ -90,7 +90,8 @@ Deno.test("resume of a finished run: same steps is complete, more steps appends"
   assert.equal((await runTrain(more.config, { resume: dir })).step, 10);
   const after = await lines(dir);
   assert.deepEqual(stepsOf(after), Array.from({ length: 10 }, (_, i) => i + 1));
-  assert.deepEqual(after.filter((l) => l.final).map((l) => l.step), [8, 10]);
+  // The run goes on past step 8: only its new end is final.
+  assert.deepEqual(after.filter((l) => l.final).map((l) => l.step), [10]);
   await Deno.remove(dir, { recursive: true });
 });
 
@@ -181,6 +182,17 @@ Deno.test("a new run refuses a used or busy folder; --force replaces the old run
     "final.safetensors",
     "metrics.jsonl",
   ]);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a folder whose run saved no checkpoint is not offered for --resume", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(join(dir, "metrics.jsonl"), '{"step":1,"phase":"dense","loss":5}\n');
+  const config = await tiny(dir, { steps: 3, save_every: 0 });
+  await assert.rejects(
+    () => runTrain(config),
+    /holds another run \(metrics.jsonl\): it saved no checkpoint to resume; --force to replace it/,
+  );
   await Deno.remove(dir, { recursive: true });
 });
 
