@@ -23,7 +23,7 @@
  * of the router's choice and of the oracle's, and the validation loss of the
  * written checkpoint with MoE inference at each k next to the dense loss.
  */
-import { defaultTopK } from "../core/nn/moe_layout.ts";
+import { checkExperts, defaultTopK } from "../core/nn/moe_layout.ts";
 import {
   f32Data,
   type HostTensor,
@@ -147,15 +147,8 @@ export function reportedKs(E: number, topK: number): number[] {
 
 function checkConfig(c: MoefyConfig, model: GPTConfig): number {
   const E = c.experts;
-  if (!Number.isInteger(E) || E < 1 || model.d_ff % E !== 0) {
-    throw new ConfigError(
-      `--experts ${E} does not divide d_ff ${model.d_ff}: choose a divisor of ${model.d_ff}`,
-    );
-  }
   const k = c.top_k ?? defaultTopK(E);
-  if (!Number.isInteger(k) || k < 1 || k > E) {
-    throw new ConfigError(`--top-k must be in 1..${E} (the experts per layer), got ${k}`);
-  }
+  checkExperts(E, k, model.d_ff);
   for (
     const [name, v] of [["--tokens", c.tokens], ["--eval-tokens", c.eval_tokens], [
       "--iters",

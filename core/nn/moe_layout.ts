@@ -4,7 +4,7 @@
  * original neuron at its stored position (expert e owns stored positions
  * [e·s, (e+1)·s), s = d_ff / E). Saved as `ssd.moe`.
  */
-import { CheckpointError } from "../errors.ts";
+import { CheckpointError, ConfigError } from "../errors.ts";
 import type { GPTConfig } from "./config.ts";
 
 /** `ssd.moe` of an MoE checkpoint. */
@@ -68,4 +68,26 @@ export function validateMoeLayout(
  */
 export function defaultTopK(experts: number): number {
   return Math.max(1, Math.floor(experts / 4));
+}
+
+/**
+ * The one check of an expert split, in the flags' words: `E` experts must
+ * divide `d_ff` into equal experts, and each `k` (experts per token) must be
+ * in 1..E. `k` may be omitted where only the split is known yet.
+ *
+ * @throws ConfigError naming the flag, the value and what would fit
+ */
+export function checkExperts(E: number, k: number | readonly number[] | null, d_ff: number): void {
+  if (!Number.isSafeInteger(E) || E < 1 || d_ff % E !== 0) {
+    throw new ConfigError(
+      `--experts ${E} does not divide d_ff ${d_ff}: choose a divisor of ${d_ff}`,
+    );
+  }
+  for (const kk of k === null ? [] : typeof k === "number" ? [k] : k) {
+    if (!Number.isSafeInteger(kk) || kk < 1 || kk > E) {
+      throw new ConfigError(
+        `--top-k must be in 1..${E} (the experts per layer), got ${kk}`,
+      );
+    }
+  }
 }

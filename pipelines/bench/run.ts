@@ -38,6 +38,7 @@ import { Decoder, FFN_PROFILE_TAG, tagFfn } from "../../core/nn/decode.ts";
 import { GPT } from "../../core/nn/gpt.ts";
 import { loadGPT } from "../../core/nn/gpt_checkpoint.ts";
 import { moeFfnFlops } from "../../core/nn/moe_ffn.ts";
+import { checkExperts } from "../../core/nn/moe_layout.ts";
 import { keep, tidy } from "../../core/scope.ts";
 import { noGrad } from "../../core/tape.ts";
 import { tensor } from "../../core/tensor.ts";
@@ -148,9 +149,7 @@ function checkConfig(c: BenchConfig): void {
  */
 export async function moefyInMemory(model: GPT, E: number, topK: number): Promise<GPT> {
   const { d_ff: F, d_model: C } = model.config;
-  if (F % E !== 0) {
-    throw new ConfigError(`--experts ${E} does not divide d_ff ${F}: choose a divisor of ${F}`);
-  }
+  checkExperts(E, topK, F);
   const rows = await modelFcRows(model);
   const labels: Uint32Array[] = [];
   for (const [l, fc] of rows.entries()) {
@@ -234,11 +233,7 @@ function planBench(
     ? []
     : config.top_k ?? defaultTopKs(E ?? config.experts!, loaded.moe?.top_k ?? null);
   const maxE = E ?? config.experts;
-  for (const k of ks) {
-    if (maxE !== null && k > maxE) {
-      throw new ConfigError(`--top-k must be in 1..${maxE} (the experts per layer), got ${k}`);
-    }
-  }
+  if (maxE !== null) checkExperts(maxE, ks, c.d_ff);
   const P = config.prompt_len ?? Math.max(1, Math.floor(c.ctx / 2));
   const gen = config.gen ?? c.ctx - P;
   if (gen < 1 || P + gen > c.ctx) {

@@ -7,7 +7,7 @@ import { BROWN_SOURCE } from "../../core/corpus_brown.ts";
 import { loadBrownDataset, loadText } from "../../core/data.ts";
 import { CheckpointError, ConfigError, SsdError } from "../../core/errors.ts";
 import { type GPTConfig, validateConfig } from "../../core/nn/config.ts";
-import { defaultTopK } from "../../core/nn/moe_layout.ts";
+import { checkExperts, defaultTopK } from "../../core/nn/moe_layout.ts";
 import { requireByteTokenizer, requirePositiveInt } from "../checks.ts";
 import type { ProfileConfig } from "./types.ts";
 
@@ -72,11 +72,6 @@ export async function prepare(config: ProfileConfig): Promise<{ entries: Entry[]
     throw new ConfigError(`--seed must be a non-negative integer, got ${config.seed}`);
   }
   const topK = config.top_k ?? defaultTopK(config.experts);
-  if (!(Number.isSafeInteger(topK) && topK >= 1 && topK <= config.experts)) {
-    throw new ConfigError(
-      `--top-k must be an integer in 1..${config.experts} (the expert count), got ${topK}`,
-    );
-  }
   if (config.out !== null) {
     try {
       if (!Deno.statSync(config.out).isDirectory) {
@@ -87,12 +82,7 @@ export async function prepare(config: ProfileConfig): Promise<{ entries: Entry[]
     }
   }
   const entries = await readEntries(config.checkpoints);
-  const { d_ff } = entries[0].config;
-  if (d_ff % config.experts !== 0) {
-    throw new ConfigError(
-      `--experts ${config.experts} does not divide d_ff ${d_ff}: choose a divisor of ${d_ff}`,
-    );
-  }
+  checkExperts(config.experts, topK, entries[0].config.d_ff);
   return { entries, topK };
 }
 

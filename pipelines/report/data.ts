@@ -12,7 +12,7 @@ import { META_TRAIN, metaJson, readHeader } from "../../core/checkpoint.ts";
 import { ConfigError } from "../../core/errors.ts";
 import { Fields, type Json, show } from "../json_fields.ts";
 import { uniqueNames } from "./_util.ts";
-import type { AccountingState } from "../train/accounting.ts";
+import { type AccountingState, summarizeAccounting } from "../train/accounting.ts";
 import {
   type FinalMetrics,
   METRICS_FILE,
@@ -325,13 +325,11 @@ export function summarizeRun(run: RunData): RunSummary {
   let sparseShare: number;
   let ratio: number | null = null;
   if (acc) {
-    const overhead = Object.values(acc.overhead_ms ?? {}).reduce((a, b) => a + (Number(b) || 0), 0);
-    wall = (acc.ms.dense + acc.ms.sparse + overhead) / 1000;
-    const n = acc.steps.dense + acc.steps.sparse;
-    sparseShare = n > 0 ? acc.steps.sparse / n : 0;
-    ratio = acc.ffn_flops_dense > 0
-      ? (acc.ffn_flops.dense + acc.ffn_flops.sparse) / acc.ffn_flops_dense
-      : null;
+    // The trainer's own totals, as its summary prints them.
+    const t = summarizeAccounting(acc);
+    wall = t.wall_s;
+    sparseShare = t.sparse.share;
+    ratio = acc.ffn_flops_dense > 0 ? t.flops_ratio : null;
   } else {
     const ms = run.steps.map((s) => s.ms_per_step);
     if (ms.every((v) => v !== null)) wall = (ms as number[]).reduce((a, b) => a + b, 0) / 1000;

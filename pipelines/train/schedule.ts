@@ -53,7 +53,7 @@
  * reference; the warm start holds after it). The similarity the schedule
  * uses is the mean ARI over layers, as `ssd profile`'s `ari_mean`.
  */
-import { defaultTopK } from "../../core/nn/moe_layout.ts";
+import { checkExperts, defaultTopK } from "../../core/nn/moe_layout.ts";
 import { ConfigError, SsdError } from "../../core/errors.ts";
 import type { DistanceDevice } from "../../core/moe/balanced_kmeans.ts";
 import { DEFAULT_FRESH_MARGIN, trackedPartition } from "../../core/moe/stability.ts";
@@ -158,17 +158,8 @@ export function resolveSchedule(
   ) {
     throw new ConfigError(`--fresh-margin must be in [0, 1), got ${c.fresh_margin}`);
   }
-  if (run.d_ff % c.experts !== 0) {
-    throw new ConfigError(
-      `--experts ${c.experts} does not divide d_ff ${run.d_ff}: choose a divisor of ${run.d_ff}`,
-    );
-  }
   const topK = c.top_k ?? defaultTopK(c.experts);
-  if (!Number.isSafeInteger(topK) || topK < 1 || topK > c.experts) {
-    throw new ConfigError(
-      `--top-k must be an integer in [1, ${c.experts}] (the expert count), got ${c.top_k}`,
-    );
-  }
+  checkExperts(c.experts, topK, run.d_ff);
   const tenth = Math.ceil(run.steps / 10);
   const finalDense = c.final_dense ?? tenth;
   requireInt("final_dense", finalDense, 0);
