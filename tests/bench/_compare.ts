@@ -23,7 +23,7 @@ export interface BenchConfig {
 }
 
 /** A result row. */
-export interface BenchRow {
+export interface CompareRow {
   tokens: number;
   mode: string;
   k: number | null;
@@ -92,7 +92,7 @@ export async function compareConfigs(
   batchMs: number,
   maxIters: number,
   log: (line: string) => void,
-): Promise<BenchRow[]> {
+): Promise<CompareRow[]> {
   const iters: number[] = [];
   for (const c of configs) {
     await batch(c.call, 1); // compiles the pipelines
@@ -105,7 +105,7 @@ export async function compareConfigs(
   const dense = Math.min(...ms[0]);
   return configs.map((c, i) => {
     const best = Math.min(...ms[i]);
-    const row: BenchRow = {
+    const row: CompareRow = {
       tokens,
       mode: c.mode,
       k: c.k,

@@ -17,7 +17,7 @@ import {
   BENCH_FFN,
   type BenchConfig,
   benchFlags,
-  type BenchRow,
+  type CompareRow,
   benchWeights,
   compareConfigs,
   flag,
@@ -47,7 +47,7 @@ const rng = new Rng(7);
 const w = benchWeights(rng);
 
 /** Records `n` calls in one scope and returns after one host wait: ms per call. */
-const rows: BenchRow[] = [];
+const rows: CompareRow[] = [];
 
 log(`\nFFN C ${C}, d_ff ${DFF}, E ${E}: ms per call, best of ${reps} [range]`);
 log(["tokens", "mode", "k", "ms", "range", "GFLOP", "vs dense"].map((s) => s.padEnd(12)).join(""));

@@ -16,7 +16,7 @@ import {
   BENCH_FFN,
   type BenchConfig,
   benchFlags,
-  type BenchRow,
+  type CompareRow,
   benchWeights,
   compareConfigs,
 } from "./_compare.ts";
@@ -50,7 +50,7 @@ function step(h: Tensor, G: Tensor, fwd: () => Tensor): void {
   }
 }
 
-const rows: BenchRow[] = [];
+const rows: CompareRow[] = [];
 
 log(`\nFFN forward+backward, C ${C}, d_ff ${DFF}, E ${E}: ms per call, best of ${reps} [range]`);
 log(["tokens", "mode", "k", "ms", "range", "GFLOP", "vs dense"].map((s) => s.padEnd(12)).join(""));
