@@ -5,19 +5,20 @@
 # as opposed to the exit codes the program chose. Not part of `deno task test`.
 #
 #   tests/stress/exit.sh [--cli N] [--files N] [--suite N] [--only cli|files|suite]
-#                        [--mcheck]
+#                        [--mcheck] [--shard K/N]
 #
 # Defaults: each subcommand 50 times, each GPU test file 20 times, the suite
 # 10 times (hours on a 2-core machine; pass smaller counts for a quick look).
 # --mcheck preloads glibc's malloc checker, which turns heap corruption that
 # would otherwise pass unnoticed into an abort. Logs of abnormal runs are kept
-# in $SSD_STRESS_DIR (default out/stress). The last line is the verdict:
+# in $SSD_STRESS_DIR (default out/stress). --shard K/N runs the K-th of N
+# slices of the test files (K from 1), so that N machines or cores share them. The last line is the verdict:
 # "exit stress: N runs, N abnormal".
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 OUT="${SSD_STRESS_DIR:-$ROOT/out/stress}"
-CLI_N=50 FILES_N=20 SUITE_N=10 ONLY="" MCHECK=0
+CLI_N=50 FILES_N=20 SUITE_N=10 ONLY="" MCHECK=0 SHARD="1/1"
 while [ $# -gt 0 ]; do
   case "$1" in
     --cli) CLI_N="$2"; shift 2 ;;
@@ -25,6 +26,7 @@ while [ $# -gt 0 ]; do
     --suite) SUITE_N="$2"; shift 2 ;;
     --only) ONLY="$2"; shift 2 ;;
     --mcheck) MCHECK=1; shift ;;
+    --shard) SHARD="$2"; shift 2 ;;
     *) echo "exit.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -103,8 +105,8 @@ gpu_test_files() {
 }
 
 stress_files() {
-  local n="$1" f i
-  for f in $(gpu_test_files); do
+  local n="$1" f i k="${SHARD%/*}" of="${SHARD#*/}"
+  for f in $(gpu_test_files | awk -v k="$k" -v n="$of" '(NR - 1) % n == k - 1'); do
     for i in $(seq "$n"); do record files "$f" deno test -A --no-check=remote "$f"; done
   done
 }
