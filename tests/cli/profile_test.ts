@@ -90,7 +90,7 @@ Deno.test("ssd profile: bad input exits non-zero with one line and writes nothin
     [[a, "--tokens", "0"], 2, /--tokens/],
     [[a, "--tokens", "many"], 2, /--tokens/],
     [[a, other], 1, /model configs differ \(d_model 16 vs 32\)/],
-    [[a, b, "--top-k", "5"], 1, /--top-k must be an integer in 1\.\.4/],
+    [[a, b, "--top-k", "5"], 1, /--top-k must be in 1\.\.4 \(the experts per layer\), got 5/],
   ];
   for (const [args, code, msg] of cases) {
     const r = await ssd(["profile", ...args, "--data", text, "--experts", "4", "--out", out]);
