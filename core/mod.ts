@@ -64,5 +64,11 @@ export {
   type FfnWeights,
   moeFfnDecode,
 } from "./nn/moe_ffn_decode.ts";
-export { Decoder, type DecoderOptions, Generation, type SamplingConfig } from "./nn/decode.ts";
+export {
+  Decoder,
+  type DecoderOptions,
+  DEFAULT_SAMPLING,
+  Generation,
+  type SamplingConfig,
+} from "./nn/decode.ts";
 export type { MoeLayout } from "./nn/moe_layout.ts";

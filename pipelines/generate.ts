@@ -8,7 +8,7 @@
  * tokens are read back in chunks, one host wait per chunk, not per token.
  */
 import { ConfigError } from "../core/errors.ts";
-import { Decoder, type Generation } from "../core/nn/decode.ts";
+import { Decoder, DEFAULT_SAMPLING, type Generation } from "../core/nn/decode.ts";
 import { loadGPT } from "../core/nn/gpt_checkpoint.ts";
 import type { GPT } from "../core/nn/gpt.ts";
 import { encode } from "../core/tokenizer.ts";
@@ -46,9 +46,9 @@ export const DEFAULT_GENERATE_CONFIG: Readonly<
   Omit<GenerateConfig, "checkpoint" | "prompt">
 > = Object.freeze({
   tokens: 200,
-  temperature: 0.8,
-  sample_top_k: 40,
-  seed: 1337,
+  temperature: DEFAULT_SAMPLING.temperature,
+  sample_top_k: DEFAULT_SAMPLING.topK,
+  seed: DEFAULT_SAMPLING.seed,
 });
 
 /** Checks the fields that do not need the model; `vocab` bounds top-k when known. */

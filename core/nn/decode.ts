@@ -58,6 +58,16 @@ export interface SamplingConfig {
   seed: number;
 }
 
+/**
+ * How text is sampled unless asked otherwise: `ssd generate`'s defaults, and
+ * what `ssd bench` decodes with so that its timings are generate's.
+ */
+export const DEFAULT_SAMPLING: Readonly<SamplingConfig> = Object.freeze({
+  temperature: 0.8,
+  topK: 40,
+  seed: 1337,
+});
+
 /** Options of `Decoder`. */
 export interface DecoderOptions {
   /** Experts per token for an MoE model (as `ForwardOptions.topK`); absent = dense. */

@@ -34,7 +34,7 @@
 import { ConfigError } from "../../core/errors.ts";
 import { balancedKMeans } from "../../core/moe/balanced_kmeans.ts";
 import { modelFcRows, moefyModel } from "../../core/moe/moefy.ts";
-import { Decoder, FFN_PROFILE_TAG, tagFfn } from "../../core/nn/decode.ts";
+import { Decoder, DEFAULT_SAMPLING, FFN_PROFILE_TAG, tagFfn } from "../../core/nn/decode.ts";
 import { GPT } from "../../core/nn/gpt.ts";
 import { loadGPT } from "../../core/nn/gpt_checkpoint.ts";
 import { moeFfnFlops } from "../../core/nn/moe_ffn.ts";
@@ -47,7 +47,6 @@ import type { KernelTimes } from "../../gpu/recorder.ts";
 import { gpu, initGpu } from "../../gpu/runtime.ts";
 import { loadEvalTokens, requireByteTokenizer, requirePositiveInt } from "../checks.ts";
 import { evaluateTokens } from "../../core/nn/token_nll.ts";
-import { DEFAULT_GENERATE_CONFIG } from "../generate.ts";
 import type { BenchJson, BenchRow, DecodeResult, PrefillResult } from "./json.ts";
 
 export { benchJson } from "./json.ts";
@@ -392,11 +391,9 @@ async function benchDecode(
 ): Promise<DecodeResult> {
   const g = gpu();
   const decoder = new Decoder(model, B, spec.opts);
-  const d = DEFAULT_GENERATE_CONFIG;
   const sampling = {
-    temperature: d.temperature,
-    topK: Math.min(d.sample_top_k, model.config.vocab),
-    seed: d.seed,
+    ...DEFAULT_SAMPLING,
+    topK: Math.min(DEFAULT_SAMPLING.topK, model.config.vocab),
   };
   const rows = prompts(tokens, B, P);
   // One untimed token from the prefill, then `gen` timed cached steps.

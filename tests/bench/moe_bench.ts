@@ -17,9 +17,9 @@ import {
   BENCH_FFN,
   type BenchConfig,
   benchFlags,
-  type CompareRow,
   benchWeights,
   compareConfigs,
+  type CompareRow,
   flag,
 } from "./_compare.ts";
 import { relu } from "../../core/ops/activation.ts";

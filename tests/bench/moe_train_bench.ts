@@ -16,9 +16,9 @@ import {
   BENCH_FFN,
   type BenchConfig,
   benchFlags,
-  type CompareRow,
   benchWeights,
   compareConfigs,
+  type CompareRow,
 } from "./_compare.ts";
 import { moeFfnFlops } from "../../core/nn/moe_ffn.ts";
 import { moeFfnTrain } from "../../core/nn/moe_ffn_train.ts";
