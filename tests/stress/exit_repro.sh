@@ -12,8 +12,9 @@
 # wgpu loads glvnd's libEGL, whose per-thread state is freed twice at exit;
 # glibc then aborts some of those processes after their last test passed
 # ("corrupted size vs. prev_size", "double free or corruption", exit 134).
-# Measured here on Mesa 25 llvmpipe, Deno 2.9.6, 2 cores: 3 of 13 runs with
-# vulkan,gl aborted, 0 of 12 with vulkan alone.
+# Measured on Mesa 25 llvmpipe, Deno 2.9.6, 2 cores, before the fix: 3 of 24
+# processes with the default set aborted, 0 of 12 with Vulkan alone; after
+# it (Vulkan chosen by gpu/device.ts), 0 of 12.
 # `deno run -A tests/stress/exit_repro.ts --maps` shows, with raw WebGPU and
 # nothing of ssd, whether libEGL is mapped into a process.
 set -uo pipefail
