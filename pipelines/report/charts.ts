@@ -3,7 +3,7 @@
  * plot: loss, activation ratio per layer, pattern similarity, throughput and
  * FFN FLOPs against the step. Runs are overlaid and told apart by colour;
  * sparse phases are shaded in the run's colour. Data is embedded in the spec
- * (already cut to a few hundred points by `report_series.ts`), so the
+ * (already cut to a few hundred points by `series.ts`), so the
  * rendered SVG needs nothing else.
  */
 import type { TopLevelSpec } from "vega-lite";

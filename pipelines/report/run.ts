@@ -3,11 +3,11 @@
  * training runs (and, optionally, `ssd bench --json` files), for comparing
  * dense, static sparse and SSD runs at a glance.
  *
- * Every input is read and checked first (`report_data.ts`,
- * `report_bench.ts`); the plots are vega-lite specs (`report_charts.ts`,
- * `report_bench_charts.ts`) compiled to vega and rendered to SVG strings in
+ * Every input is read and checked first (`data.ts`,
+ * `bench.ts`); the plots are vega-lite specs (`charts.ts`,
+ * `bench_charts.ts`) compiled to vega and rendered to SVG strings in
  * this process (a headless vega View: no browser, no canvas), then placed
- * inline in the page (`report_html.ts`). Files are written only once everything rendered, each
+ * inline in the page (`html.ts`). Files are written only once everything rendered, each
  * through a temporary file and a rename, so bad input leaves no file behind
  * and a crash never leaves half a page.
  */
