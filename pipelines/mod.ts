@@ -6,7 +6,7 @@
  * `runDemo`, with their configs and reports.
  */
 export { runTrain, type TrainHooks, type TrainOptions, type TrainSummary } from "./train/run.ts";
-export type { StepMetrics } from "./train/metrics.ts";
+export type { FinalMetrics, MetricsLine, MetricsRecord, StepMetrics } from "./train/metrics.ts";
 export {
   DEFAULT_TRAIN_CONFIG,
   type OptimizerConfig,

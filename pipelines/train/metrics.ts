@@ -63,8 +63,15 @@ export interface FinalMetrics {
   top_k?: number;
 }
 
-/** Any line of metrics.jsonl. */
+/** Any line of metrics.jsonl, as the trainer builds it. */
 export type MetricsLine = StepMetrics | SwitchEvent | FinalMetrics;
+
+/**
+ * A line as it stands in the file: the trainer's line plus `time`, the Unix
+ * time in seconds (ms precision) when it was queued, so that runs line up
+ * with other logs and a resumed run's pause is visible.
+ */
+export type MetricsRecord = MetricsLine & { time: number };
 
 /** What `readMetrics` found. */
 export interface MetricsFile {
@@ -158,9 +165,10 @@ export class MetricsLog {
     return log;
   }
 
-  /** Queues a line (written by the next `flush`). */
-  add(line: MetricsLine): void {
-    this.#pending.push(JSON.stringify(line) + "\n");
+  /** Queues a line, stamped with `time` (now unless given), for the next `flush`. */
+  add(line: MetricsLine, time: number = Date.now() / 1000): void {
+    const record: MetricsRecord = { ...line, time: Math.round(time * 1000) / 1000 };
+    this.#pending.push(JSON.stringify(record) + "\n");
   }
 
   /** Lines queued and not yet written. */

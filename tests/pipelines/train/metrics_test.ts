@@ -46,14 +46,20 @@ Deno.test("parseMetricsText() keeps whole lines and reports a torn last line", (
 Deno.test("MetricsLog writes nothing until the first flush, then whole lines", async () => {
   const dir = await Deno.makeTempDir();
   const log = await MetricsLog.open(dir, null);
+  const t0 = Date.now() / 1000;
   log.add(step(1));
   assert.equal(await readMetrics(dir), null, "a run that never flushed leaves no file");
   await log.flush();
   log.add(step(2));
-  log.add(event(2));
+  log.add(event(2), 1764720000.1234);
   await log.flush();
   const r = (await readMetrics(dir))!;
-  assert.deepEqual(r.lines, [step(1), step(2), event(2)]);
+  // Every line carries its Unix time in seconds, after the trainer's fields.
+  const times = r.lines.map(({ time }) => time as number);
+  assert.ok(times[0] >= t0 - 1 && times[0] <= Date.now() / 1000 + 1, `time ${times[0]}`);
+  assert.equal(times[2], 1764720000.123);
+  assert.equal(Object.keys(r.lines[0]).at(-1), "time");
+  assert.deepEqual(r.lines.map(({ time: _, ...line }) => line), [step(1), step(2), event(2)]);
   assert.equal(r.partial, null);
   await Deno.remove(dir, { recursive: true });
 });

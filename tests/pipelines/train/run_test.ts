@@ -61,6 +61,17 @@ Deno.test("runTrain() --preset tiny on Brown for 200 steps beats the unigram ent
     ]
   ) assert.ok(key in steps[0], `metrics.jsonl lacks ${key}`);
   assert.ok(metrics.some((m) => m.val_loss !== undefined));
+  // Only the documented fields (README, metrics.jsonl), and every line stamped with its time.
+  const documented = new Set([
+    ...["step", "phase", "loss", "lr", "grad_norm", "tokens_per_s", "ms_per_step", "ffn_flops"],
+    ...["ffn_flops_dense", "act_ratio", "val_loss", "similarity", "expert_load", "time"],
+    ...["event", "from", "to", "final", "val_bpb", "val_loss_moe", "top_k"],
+  ]);
+  for (const m of metrics) {
+    for (const key of Object.keys(m)) assert.ok(documented.has(key), `undocumented ${key}`);
+  }
+  const times = metrics.map((m) => m.time);
+  assert.ok(times.every((t, i) => t > 1.7e9 && (i === 0 || t >= times[i - 1])), "time");
   // ReLU FFNs: one ratio per layer, strictly between "all dead" and "all on".
   const ratios = steps[steps.length - 1].act_ratio as unknown as number[];
   assert.equal(ratios.length, config.n_layer);
