@@ -8,6 +8,7 @@ import { BROWN_SOURCE } from "../core/corpus_brown.ts";
 import { loadAllText, loadBrownDataset } from "../core/data.ts";
 import { CheckpointError, ConfigError } from "../core/errors.ts";
 import type { LoadedGPT } from "../core/nn/gpt_checkpoint.ts";
+import { checkExperts } from "../core/nn/moe_layout.ts";
 import { tokenizerFromId, VOCAB_SIZE } from "../core/tokenizer.ts";
 
 /** The `--top-k` / `--dense` flags of a subcommand that runs a checkpoint. */
@@ -72,7 +73,7 @@ export function requirePositiveInt(name: string, v: number): void {
  * @throws ConfigError when --top-k is given for a dense checkpoint or exceeds the experts
  */
 export function expertsPerToken(
-  loaded: Pick<LoadedGPT, "moe">,
+  loaded: Pick<LoadedGPT, "moe" | "config">,
   config: ExpertFlags,
 ): number | null {
   const moe = loaded.moe;
@@ -86,14 +87,14 @@ export function expertsPerToken(
     return null;
   }
   if (config.dense) return null;
-  if (k !== null && (k < 1 || k > moe.experts)) {
-    throw new ConfigError(`--top-k must be in 1..${moe.experts} (the experts per layer), got ${k}`);
-  }
+  checkExperts(moe.experts, k, loaded.config.d_ff);
   return k ?? moe.top_k;
 }
 
 /** The largest buffer one binding can see on this device: min of the two adapter limits. */
-export function bindingLimit(limits: Record<string, number>): { bytes: number; name: string } {
+export function bindingLimit(
+  limits: { maxStorageBufferBindingSize?: number; maxBufferSize?: number },
+): { bytes: number; name: string } {
   const binding = limits.maxStorageBufferBindingSize ?? Infinity;
   const buffer = limits.maxBufferSize ?? Infinity;
   return binding <= buffer
@@ -140,6 +141,23 @@ export interface ForwardShape {
 }
 
 /**
+ * f32 values per window of T positions of a forward's largest tensors:
+ * logits (T, V), FFN activations (T, d_ff), attention probabilities
+ * (H, T, T) and q/k/v (T, 3C). Training and evaluation check these alike.
+ */
+export function forwardTensorSizes(
+  c: ForwardShape,
+  T: number,
+): { logits: number; ffn: number; attention: number; qkv: number } {
+  return {
+    logits: T * c.vocab,
+    ffn: T * c.d_ff,
+    attention: c.n_head * T * T,
+    qkv: T * 3 * c.d_model,
+  };
+}
+
+/**
  * Refuses a forward of `batch` windows of T positions whose largest f32
  * tensor, (B, T, V) logits, (B, T, d_ff) FFN activations, (B, H, T, T)
  * attention probabilities or (B, T, 3C) q/k/v, exceeds the device's binding
@@ -155,11 +173,12 @@ export function checkForwardFits(
   limits: Record<string, number>,
 ): void {
   const limit = bindingLimit(limits);
+  const s = forwardTensorSizes(c, T);
   const perWindow: [string, number][] = [
-    ["(B, T, V) logits", T * c.vocab],
-    ["(B, T, d_ff) FFN activations", T * c.d_ff],
-    ["(B, H, T, T) attention probabilities", c.n_head * T * T],
-    ["(B, T, 3C) q/k/v", T * 3 * c.d_model],
+    ["(B, T, V) logits", s.logits],
+    ["(B, T, d_ff) FFN activations", s.ffn],
+    ["(B, H, T, T) attention probabilities", s.attention],
+    ["(B, T, 3C) q/k/v", s.qkv],
   ];
   const [what, values] = perWindow.reduce((a, b) => (b[1] > a[1] ? b : a));
   const bytes = 4 * values * batch;

@@ -192,7 +192,7 @@ export function checkTrainConfig(c: TrainConfig): TrainConfig {
 }
 
 /** Refuses `--tokens` with `--steps` from the same source (one would silently win). */
-function checkLength(o: Record<string, unknown>, source: string): void {
+export function checkLength(o: Record<string, unknown>, source: string): void {
   if (o.tokens !== undefined && o.tokens !== null && o.steps !== undefined) {
     throw new ConfigError(`Give --tokens or --steps, not both (in ${source})`);
   }

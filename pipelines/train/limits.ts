@@ -6,6 +6,7 @@
  * fits, instead of after gigabytes of host allocations or deep in a kernel.
  */
 import { ConfigError } from "../../core/errors.ts";
+import { bindingLimit, forwardTensorSizes } from "../checks.ts";
 import type { TrainConfig } from "./config.ts";
 
 /** The adapter limits a run's buffers must respect (bytes). */
@@ -29,19 +30,19 @@ interface BufferNeed {
 const F32 = 4;
 
 /** Per sequence of a batch: the largest activations of a forward (and its backward). */
-const PER_SEQUENCE: [string, (c: TrainConfig, T: number) => number][] = [
-  ["logits (batch, ctx, vocab)", (c, T) => T * c.vocab * F32],
-  ["attention scores (batch, heads, ctx, ctx)", (c, T) => c.n_head * T * T * F32],
-  ["FFN activations (batch, ctx, d_ff)", (c, T) => T * c.d_ff * F32],
-  ["attention input (batch, ctx, 3·d_model)", (c, T) => T * 3 * c.d_model * F32],
+const PER_SEQUENCE: [string, keyof ReturnType<typeof forwardTensorSizes>][] = [
+  ["logits (batch, ctx, vocab)", "logits"],
+  ["attention scores (batch, heads, ctx, ctx)", "attention"],
+  ["FFN activations (batch, ctx, d_ff)", "ffn"],
+  ["attention input (batch, ctx, 3·d_model)", "qkv"],
 ];
 
 // Training steps run batch_size sequences, evaluations eval_batch.
 const NEEDS: BufferNeed[] = (["batch_size", "eval_batch"] as const).flatMap((flag) =>
-  PER_SEQUENCE.map(([what, perSequence]) => ({
+  PER_SEQUENCE.map(([what, tensor]) => ({
     what: flag === "eval_batch" ? `evaluation ${what.replace("batch", "eval-batch")}` : what,
     flag,
-    perSequence,
+    perSequence: (c: TrainConfig, T: number) => forwardTensorSizes(c, T)[tensor] * F32,
   }))
 );
 
@@ -70,9 +71,7 @@ function largestCtx(c: TrainConfig, limit: number): number {
  * adapter's per-buffer limit (the smaller of the binding and buffer limits).
  */
 export function checkBufferLimits(c: TrainConfig, limits: BufferLimits): void {
-  const binding = limits.maxStorageBufferBindingSize <= limits.maxBufferSize;
-  const limit = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
-  const limitName = binding ? "maxStorageBufferBindingSize" : "maxBufferSize";
+  const { bytes: limit, name: limitName } = bindingLimit(limits);
   for (const need of NEEDS) {
     const per = need.perSequence(c, c.ctx);
     const bytes = per * c[need.flag];

@@ -8,10 +8,10 @@
  * (see `RESUME_RULE`).
  */
 import { dirname } from "node:path";
-import { META_TRAIN, metaJson, readHeader } from "../../core/checkpoint.ts";
 import { ConfigError } from "../../core/errors.ts";
 import { mergeConfig, readConfigFile } from "../config.ts";
 import {
+  checkLength,
   checkTrainConfig,
   DEFAULT_TRAIN_CONFIG,
   TRAIN_CONFIG_TYPES,
@@ -73,8 +73,8 @@ export async function readResumePoint(
   path: string,
 ): Promise<{ checkpoint: RunCheckpoint; state: TrainState }> {
   const checkpoint = await resumeCheckpoint(path);
-  const train = metaJson(await readHeader(checkpoint.path), META_TRAIN);
-  return { checkpoint, state: parseTrainState(train, checkpoint.path) };
+  // Its header was read to choose it: the training state comes with it.
+  return { checkpoint, state: parseTrainState(checkpoint.train, checkpoint.path) };
 }
 
 /**
@@ -116,12 +116,8 @@ export async function resolveResume(
   const { checkpoint, state } = await readResumePoint(path);
   const file = configFile ? await readConfigFile(configFile) : {};
   const overrides: Record<string, unknown> = { ...file, ...flags };
-  if (file.tokens != null && file.steps !== undefined) {
-    throw new ConfigError(`Give --tokens or --steps, not both (in ${configFile})`);
-  }
-  if (flags.tokens != null && flags.steps !== undefined) {
-    throw new ConfigError("Give --tokens or --steps, not both (in flags)");
-  }
+  if (configFile) checkLength(file, configFile);
+  checkLength(flags, "flags");
   // Type and key checks as on a new run (the values themselves are checked below).
   const source = configFile ? `flags or ${configFile}` : "flags";
   mergeConfig(DEFAULT_TRAIN_CONFIG, overrides, source, TRAIN_CONFIG_TYPES);

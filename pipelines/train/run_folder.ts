@@ -52,18 +52,21 @@ export interface RunCheckpoint {
   final: boolean;
   /** When it was written (ms since the epoch). */
   mtime: number;
+  /** Its `ssd.train` metadata, null when it has none. */
+  train: Record<string, unknown> | null;
 }
 
 /** Describes one checkpoint file (its header only is read). */
 export async function describeCheckpoint(path: string): Promise<RunCheckpoint> {
-  const train = metaJson(await readHeader(path), META_TRAIN) ?? {};
+  const train = metaJson(await readHeader(path), META_TRAIN);
   const mtime = (await onDisk(path, "read", () => Deno.stat(path))).mtime?.getTime() ?? 0;
   return {
     path,
-    step: typeof train.step === "number" ? train.step : -1,
-    run_id: typeof train.run_id === "string" ? train.run_id : null,
+    step: typeof train?.step === "number" ? train.step : -1,
+    run_id: typeof train?.run_id === "string" ? train.run_id : null,
     final: path.endsWith(FINAL_CHECKPOINT),
     mtime,
+    train,
   };
 }
 
