@@ -59,13 +59,6 @@ export class PipelineCache {
     return pipeline;
   }
 
-  /** Forgets every pipeline and module (the runtime's shutdown). */
-  clear(): void {
-    this.#modules.clear();
-    this.#pipelines.clear();
-    this.#pending = [];
-  }
-
   /** Throws the first compilation error seen since the last call, if any. */
   async check(): Promise<void> {
     if (this.#pending.length === 0) return;

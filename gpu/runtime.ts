@@ -49,7 +49,6 @@ export function closeGpu(): void {
     g.recorder.destroy();
     for (const fn of closers) fn(g);
     g.pool.destroyAll();
-    g.pipelines.clear();
   } finally {
     g.device.destroy();
   }
