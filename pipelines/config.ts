@@ -9,6 +9,11 @@ import { ConfigError } from "../core/errors.ts";
 /** A flat config: every value a number, string, boolean, or null (unset). */
 export type FlatConfig = Record<string, number | string | boolean | null>;
 
+/** The flag of a config key, as users type it: `batch_size` → `--batch-size`. */
+export function flagOf(key: string): string {
+  return `--${key.replaceAll("_", "-")}`;
+}
+
 function typeOf(v: unknown): string {
   return v === null ? "null" : typeof v;
 }

@@ -5,6 +5,7 @@
  * can summarize a checkpoint's saved state with the same code.
  */
 import { ConfigError } from "../../core/errors.ts";
+import { flagOf } from "../config.ts";
 import type { Phase } from "./schedule.ts";
 
 /** Shape of a training step, for `ffnFlops`. */
@@ -101,7 +102,7 @@ export class RunAccounting {
   constructor(readonly shape: FfnShape, state?: AccountingState) {
     for (const [k, v] of Object.entries(shape)) {
       if (!Number.isSafeInteger(v) || v < 1) {
-        throw new ConfigError(`--${k.replaceAll("_", "-")} must be an integer >= 1, got ${v}`);
+        throw new ConfigError(`${flagOf(k)} must be an integer >= 1, got ${v}`);
       }
     }
     if (shape.top_k > shape.experts) {

@@ -4,7 +4,7 @@
  */
 import { ConfigError } from "../../core/errors.ts";
 import { type GPTConfig, MODEL_PRESETS, validateConfig } from "../../core/nn/config.ts";
-import { type FlatConfig, mergeConfig, readConfigFile } from "../config.ts";
+import { flagOf, type FlatConfig, mergeConfig, readConfigFile } from "../config.ts";
 import { DEFAULT_SCHEDULE_CONFIG, type ScheduleConfig } from "./schedule.ts";
 
 /** The optimizer and its learning-rate schedule (AdamW, warmup + cosine). */
@@ -151,20 +151,20 @@ function checkRange(c: TrainConfig): void {
   const pos = ["batch_size", "steps", "eval_tokens", "eval_batch"] as const;
   for (const k of pos) {
     if (!Number.isInteger(c[k]) || c[k] < 1) {
-      throw new ConfigError(`--${k.replaceAll("_", "-")} must be a positive integer, got ${c[k]}`);
+      throw new ConfigError(`${flagOf(k)} must be a positive integer, got ${c[k]}`);
     }
   }
   const nonneg = ["warmup", "eval_every", "save_every", "seed"] as const;
   for (const k of nonneg) {
     if (!Number.isInteger(c[k]) || c[k] < 0) {
       throw new ConfigError(
-        `--${k.replaceAll("_", "-")} must be a non-negative integer, got ${c[k]}`,
+        `${flagOf(k)} must be a non-negative integer, got ${c[k]}`,
       );
     }
   }
   for (const k of ["lr", "min_lr", "weight_decay", "grad_clip"] as const) {
     if (!(c[k] >= 0) || !Number.isFinite(c[k])) {
-      throw new ConfigError(`--${k.replaceAll("_", "-")} must be a number >= 0, got ${c[k]}`);
+      throw new ConfigError(`${flagOf(k)} must be a number >= 0, got ${c[k]}`);
     }
   }
   if (c.min_lr > c.lr) throw new ConfigError(`--min-lr ${c.min_lr} is above --lr ${c.lr}`);

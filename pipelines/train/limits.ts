@@ -7,6 +7,7 @@
  */
 import { ConfigError } from "../../core/errors.ts";
 import { bindingLimit, forwardTensorSizes } from "../checks.ts";
+import { flagOf } from "../config.ts";
 import type { TrainConfig } from "./config.ts";
 
 /** The adapter limits a run's buffers must respect (bytes). */
@@ -46,8 +47,6 @@ const NEEDS: BufferNeed[] = (["batch_size", "eval_batch"] as const).flatMap((fla
   }))
 );
 
-const flag = (k: string) => `--${k.replaceAll("_", "-")}`;
-
 function fmtBytes(n: number): string {
   const units = ["bytes", "KiB", "MiB", "GiB", "TiB"];
   let i = 0;
@@ -78,10 +77,10 @@ export function checkBufferLimits(c: TrainConfig, limits: BufferLimits): void {
     if (bytes <= limit) continue;
     const fitsBatch = Math.floor(limit / per);
     const fix = fitsBatch >= 1
-      ? `${flag(need.flag)} ${fitsBatch} or less fits`
+      ? `${flagOf(need.flag)} ${fitsBatch} or less fits`
       : `no batch fits at --ctx ${c.ctx}; --ctx ${largestCtx(c, limit)} or less does`;
     throw new ConfigError(
-      `${flag(need.flag)} ${c[need.flag]} with --ctx ${c.ctx} needs ${fmtBytes(bytes)} for the ` +
+      `${flagOf(need.flag)} ${c[need.flag]} with --ctx ${c.ctx} needs ${fmtBytes(bytes)} for the ` +
         `${need.what}, over this adapter's ${limitName} of ${fmtBytes(limit)}: ${fix}`,
     );
   }

@@ -9,7 +9,7 @@
  */
 import { dirname } from "node:path";
 import { ConfigError } from "../../core/errors.ts";
-import { mergeConfig, readConfigFile } from "../config.ts";
+import { flagOf, mergeConfig, readConfigFile } from "../config.ts";
 import {
   checkLength,
   checkTrainConfig,
@@ -52,8 +52,6 @@ const FIXED_ON_RESUME = [
   "top_k",
 ] as const;
 
-const flag = (k: string) => `--${k.replaceAll("_", "-")}`;
-
 /** What a resume continues with. */
 export interface ResumePlan {
   /** The checkpoint it starts from. */
@@ -86,7 +84,7 @@ export function resumeChanges(saved: TrainConfig, config: TrainConfig, step: num
   for (const k of FIXED_ON_RESUME) {
     if (config[k] !== base[k]) {
       throw new ConfigError(
-        `${flag(k)} cannot change when resuming (the run has ${JSON.stringify(base[k])}, ` +
+        `${flagOf(k)} cannot change when resuming (the run has ${JSON.stringify(base[k])}, ` +
           `got ${JSON.stringify(config[k])}): start a new run with another --out`,
       );
     }

@@ -58,6 +58,7 @@ import { ConfigError, SsdError } from "../../core/errors.ts";
 import type { DistanceDevice } from "../../core/moe/balanced_kmeans.ts";
 import { DEFAULT_FRESH_MARGIN, trackedPartition } from "../../core/moe/stability.ts";
 import { adjustedRandIndex, type Labels } from "../../core/moe/partition.ts";
+import { flagOf } from "../config.ts";
 
 /** Which schedule `ssd train` runs. */
 export type ScheduleKind = "ssd" | "sparse" | "dense";
@@ -121,12 +122,10 @@ export interface ScheduleRun {
   d_ff: number;
 }
 
-const flag = (k: string) => `--${k.replaceAll("_", "-")}`;
-
 function requireInt(key: string, v: unknown, min: number): void {
   if (typeof v !== "number" || !Number.isSafeInteger(v) || v < min) {
     const what = min === 0 ? "a non-negative integer" : `an integer >= ${min}`;
-    throw new ConfigError(`${flag(key)} must be ${what}, got ${v}`);
+    throw new ConfigError(`${flagOf(key)} must be ${what}, got ${v}`);
   }
 }
 
