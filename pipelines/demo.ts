@@ -26,7 +26,7 @@ import { type ReportResult, runReport } from "./report/run.ts";
 import { resolveTrainConfig, type TrainConfig } from "./train/config.ts";
 import { METRICS_FILE } from "./train/metrics.ts";
 import { runTrain, type TrainHooks, type TrainSummary } from "./train/run.ts";
-import { FINAL_CHECKPOINT, runCheckpoints } from "./train/run_folder.ts";
+import { earlierRunFiles, FINAL_CHECKPOINT } from "./train/run_folder.ts";
 
 /** What the demo sets on top of the train defaults (flags override each). */
 export const DEMO_TRAIN_OVERRIDES: Readonly<Partial<TrainConfig>> = Object.freeze({
@@ -99,9 +99,7 @@ function refuseFileAsFolder(out: string): void {
 /** A folder holding an earlier run is refused before any work, unless `force`. */
 async function refuseEarlierRun(out: string, force: boolean): Promise<void> {
   if (force) return;
-  const ckpts = await runCheckpoints(out).catch(() => []);
-  const metrics = await Deno.stat(join(out, METRICS_FILE)).then(() => true, () => false);
-  if (ckpts.length > 0 || metrics) {
+  if ((await earlierRunFiles(out, METRICS_FILE)).length > 0) {
     throw new ConfigError(
       `--out ${out} holds an earlier run: --force to replace it, or --out another folder`,
     );

@@ -118,6 +118,21 @@ async function runFiles(dir: string, metricsFile: string): Promise<string[]> {
   );
 }
 
+/**
+ * The files of a run already in `dir` (checkpoints, metrics; temporaries
+ * of killed saves do not count): what a new run there would replace. None
+ * when `dir` does not exist.
+ */
+export async function earlierRunFiles(dir: string, metricsFile: string): Promise<string[]> {
+  try {
+    await Deno.stat(dir);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return [];
+    throw e;
+  }
+  return (await runFiles(dir, metricsFile)).filter((n) => !isCheckpointTemp(n));
+}
+
 /** Whether `pid` names a live process (a lock of a dead one is stale). */
 function processAlive(pid: number): boolean {
   if (pid === Deno.pid) return true;
