@@ -5,20 +5,15 @@
 import type { Command } from "commander";
 import type { StepMetrics } from "../pipelines/train/metrics.ts";
 import type { TrainHooks } from "../pipelines/train/run.ts";
-import type { ScheduleConfig } from "../pipelines/train/schedule.ts";
+import { ENDINGS, type ScheduleConfig } from "../pipelines/train/schedule.ts";
+import { SWITCH_RULES } from "../pipelines/train/switch_rule.ts";
 import { intArg, numArg } from "./_flags.ts";
 
 /**
  * Adds the SSD schedule's flags with `d`'s values in their help:
  * shared by `ssd train` and `ssd demo`, whose defaults differ.
  */
-export function scheduleOptions(
-  cmd: Command,
-  d: Pick<
-    ScheduleConfig,
-    "experts" | "monitor_every" | "stable_threshold" | "patience" | "sparse_steps"
-  >,
-): Command {
+export function scheduleOptions(cmd: Command, d: ScheduleConfig): Command {
   return cmd
     .option(
       "--experts <E>",
@@ -27,13 +22,42 @@ export function scheduleOptions(
     )
     .option("--top-k <k>", "experts per token in sparse phases (default E/4)", intArg)
     .option(
+      "--switch-rule <rule>",
+      `when the structure counts as stable: ${SWITCH_RULES.join(", ")} (default ${d.switch_rule})`,
+    )
+    .option(
       "--monitor-every <n>",
-      `steps between stability checks (default ${d.monitor_every})`,
+      `steps between monitor checks, dense and sparse (default ${d.monitor_every})`,
       intArg,
     )
     .option(
       "--stable-threshold <x>",
-      `partition ARI that counts as stable (default ${d.stable_threshold})`,
+      `threshold rule: partition ARI that counts as stable (default ${d.stable_threshold})`,
+      numArg,
+    )
+    .option(
+      "--plateau-tolerance <x>",
+      `plateau rule: a rise of the ARI between checks below this is stable (default ${d.plateau_tolerance})`,
+      numArg,
+    )
+    .option(
+      "--overlap-threshold <x>",
+      `overlap rule: oracle top-k overlap that counts as stable (default ${d.overlap_threshold})`,
+      numArg,
+    )
+    .option(
+      "--coverage-threshold <x>",
+      `coverage rule: router coverage at top-k that counts as stable (default ${d.coverage_threshold})`,
+      numArg,
+    )
+    .option(
+      "--guard-tolerance <x>",
+      `guard rule: relative MoE loss gap on the probe that counts as stable, and that ends a sparse phase when exceeded (default ${d.guard_tolerance})`,
+      numArg,
+    )
+    .option(
+      "--drift-threshold <x>",
+      `a sparse phase ends early when its partition's ARI with the structure now falls below this (default ${d.drift_threshold})`,
       numArg,
     )
     .option(
@@ -41,8 +65,21 @@ export function scheduleOptions(
       `stable checks in a row that switch to sparse (default ${d.patience})`,
       intArg,
     )
-    .option("--sparse-steps <n>", `steps of a sparse phase (default ${d.sparse_steps})`, intArg)
-    .option("--final-dense <n>", "last steps always dense (default 10% of the run)", intArg);
+    .option("--sparse-steps <n>", `longest sparse phase (default ${d.sparse_steps})`, intArg)
+    .option(
+      "--ending <how>",
+      `how the run ends: ${ENDINGS.join(", ")} (default ${d.ending})`,
+    )
+    .option(
+      "--final-dense <n>",
+      "steps of the run's ending (default 10% of the run)",
+      intArg,
+    )
+    .option(
+      "--probe-tokens <n>",
+      `held-out tokens of the monitor's probe readings (default ${d.probe_tokens})`,
+      intArg,
+    );
 }
 
 /** Seconds as "4m05s", or "12.3s" under a minute. */

@@ -20,7 +20,7 @@ import {
   type StepMetrics,
 } from "../train/metrics.ts";
 import { newestRunCheckpoint } from "../train/run_folder.ts";
-import type { Phase, SwitchEvent } from "../train/schedule.ts";
+import { type Phase, SWITCH_REASONS, type SwitchEvent, type SwitchReason } from "../train/schedule.ts";
 
 export type { Phase };
 export { METRICS_FILE };
@@ -50,7 +50,10 @@ export type StepRecord =
   & { act_ratio: (number | null)[] | null };
 
 /** A switch event of `metrics.jsonl`, without its `event` tag. */
-export type SwitchRecord = Omit<SwitchEvent, "event">;
+export type SwitchRecord = Omit<SwitchEvent, "event" | "reason"> & {
+  /** Why it switched (null in metrics written before reasons were logged). */
+  reason: SwitchReason | null;
+};
 
 /** The last line of a finished run (`"final": true`), with null for what it lacks. */
 export type FinalRecord =
@@ -174,6 +177,7 @@ function switchRecord(f: Fields, o: Json): SwitchRecord {
     from: f.oneOf(o, "from", PHASES),
     to: f.oneOf(o, "to", PHASES),
     similarity: f.num(o, "similarity", { nullable: true }),
+    reason: o.reason === undefined ? null : f.oneOf(o, "reason", SWITCH_REASONS),
   };
 }
 

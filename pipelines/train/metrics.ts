@@ -41,6 +41,12 @@ export interface StepMetrics {
   act_ratio?: number[];
   /** Partition similarity (mean ARI over layers) when the monitor ran before this step. */
   similarity?: number | null;
+  /** Oracle top-k overlap with the previous check, when the switch rule measured it. */
+  overlap?: number;
+  /** Router coverage of activation mass at top-k, when the switch rule measured it. */
+  coverage?: number;
+  /** Relative probe-loss gap of the MoE at top-k against dense, when the switch rule measured it. */
+  moe_gap?: number;
   /** Sparse steps: per layer, the tokens routed to each expert. */
   expert_load?: number[][];
 }

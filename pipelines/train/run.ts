@@ -24,6 +24,7 @@ import type { FinalMetrics, StepMetrics } from "./metrics.ts";
 import { readResumePoint } from "./resume.ts";
 import { FINAL_CHECKPOINT, stepCheckpoint } from "./run_folder.ts";
 import type { Phase, SwitchEvent } from "./schedule.ts";
+import { type MonitorReading, readingsFor } from "./switch_rule.ts";
 import { closeRun, type ResumePoint, saveCheckpoint, startRun, type TrainRun } from "./start.ts";
 import { type StepResult, trainStep } from "./step.ts";
 import { applyPartition, originalFcRows } from "./switch.ts";
@@ -103,6 +104,7 @@ interface Progress {
 interface PlannedStep {
   phase: Phase;
   similarity?: number | null;
+  reading?: MonitorReading;
 }
 
 /** Trains per `config`; see the module comment. */
@@ -148,33 +150,40 @@ function startProgress(run: TrainRun, profile: boolean): Progress {
 }
 
 /**
- * The schedule before a step: a stability check when due, then the step's
- * phase and its switches (a switch to sparse MoE-fies the model now).
+ * The schedule before a step: a monitor check when due, then the step's
+ * phase and its switches (a switch to sparse MoE-fies the model now, with
+ * the monitor's reference partition, warm-started from the previous experts).
  */
 async function planStep(run: TrainRun, hooks: TrainHooks): Promise<PlannedStep> {
-  const { config: c, model, monitor, accounting } = run;
-  let similarity: number | null | undefined;
-  if (run.plan.needsMonitor(run.step)) {
+  const { config: c, model, monitor, accounting, plan } = run;
+  let reading: MonitorReading | undefined;
+  if (plan.needsMonitor(run.step)) {
     const tm = performance.now();
-    similarity = (await monitor.check(await originalFcRows(model), c.d_ff, c.d_model)).similarity;
+    reading = await monitor.read(model, plan.phase, readingsFor(c.switch_rule, plan.phase), {
+      optimizer: run.optimizer,
+      probe: run.probe,
+      evalBatch: c.eval_batch,
+    });
     accounting.addOverhead("monitor", performance.now() - tm);
   }
-  const next = run.plan.next(run.step, similarity);
+  const next = plan.next(run.step, reading);
   for (const ev of next.events) {
     if (ev.to === "sparse") {
       const tm = performance.now();
-      // The static baseline switches without a check: partition now.
-      if (!monitor.labels) await monitor.check(await originalFcRows(model), c.d_ff, c.d_model);
+      // A switch without a check (the static baseline, a mixed tail): partition now.
+      if (ev.reason !== "stable") {
+        await monitor.check(await originalFcRows(model), c.d_ff, c.d_model);
+      }
       await applyPartition(model, run.optimizer, [...monitor.labels!]);
       accounting.addOverhead("moefy", performance.now() - tm);
     }
     run.metrics.add(ev);
     hooks.log?.(
-      `step ${ev.step}: ${ev.from} -> ${ev.to}` +
-        (ev.similarity === null ? "" : ` (similarity ${ev.similarity.toFixed(3)})`),
+      `step ${ev.step}: ${ev.from} -> ${ev.to} (${ev.reason}` +
+        (ev.similarity === null ? ")" : `, similarity ${ev.similarity.toFixed(3)})`),
     );
   }
-  return { phase: next.phase, similarity };
+  return { phase: next.phase, similarity: reading?.similarity, reading };
 }
 
 /** Runs `fn` (one step), timing its kernels by family on the profiled steps. */
@@ -196,7 +205,7 @@ async function profiled(
 /** After a step: its metrics line, an evaluation and a checkpoint when due. */
 async function recordStep(
   run: TrainRun,
-  { phase, similarity }: PlannedStep,
+  { phase, similarity, reading }: PlannedStep,
   r: StepResult,
   p: Progress,
   hooks: TrainHooks,
@@ -224,6 +233,10 @@ async function recordStep(
   };
   if (phase === "dense") m.act_ratio = r.actRatio;
   if (similarity !== undefined) m.similarity = similarity;
+  for (const k of ["overlap", "coverage", "moe_gap"] as const) {
+    const v = reading?.[k];
+    if (v !== null && v !== undefined) m[k] = v;
+  }
   if (phase === "sparse") m.expert_load = r.load;
   const before = (every: number) => every > 0 && run.step % every === 0 && run.step < c.steps;
   if (before(c.eval_every)) {
@@ -262,11 +275,19 @@ async function finishRun(run: TrainRun, p: Progress, opts: TrainOptions): Promis
     const tokens = c.val_tokens === null
       ? run.data.val
       : run.data.val.subarray(0, Math.min(run.data.val.length, c.val_tokens + 1));
+    const formed = run.model.moe && run.plan.history.some((e) => e.to === "sparse");
+    if (formed && c.schedule === "ssd" && c.ending === "refit") {
+      // The partition and routers rebuilt from the final weights (warm from the last experts).
+      const tm = performance.now();
+      await run.monitor.check(await originalFcRows(run.model), c.d_ff, c.d_model);
+      await applyPartition(run.model, run.optimizer, [...run.monitor.labels!]);
+      run.accounting.addOverhead("moefy", performance.now() - tm);
+    }
     hooks.log?.(`final evaluation on ${tokens.length.toLocaleString("en-US")} tokens`);
     val = await evaluateTokens(run.model, tokens, c.eval_batch);
     hooks.onEval?.(run.step, val);
     // Experts are formed at a switch to sparse: only then is the MoE view meaningful.
-    if (!opts.signal?.aborted && run.model.moe && run.plan.history.some((e) => e.to === "sparse")) {
+    if (!opts.signal?.aborted && formed) {
       const k = run.shape.top_k;
       valMoe = { k, ...(await evaluateTokens(run.model, tokens, c.eval_batch, k)) };
     }

@@ -1,83 +1,72 @@
 /**
- * The SSD schedule as a pure state machine and the partition
- * monitor whose similarity drives the switch (the FLOP accounting is in
- * `./accounting.ts`). No GPU (unless `balancedKMeans` chooses one for the monitor),
- * no I/O: `ssd train` asks this module, step by step, which phase to run and
- * what to log, and saves `state()` in the checkpoint's `ssd.train`.
+ * The SSD schedule as a pure state machine (the rules it asks are in
+ * `./switch_rule.ts`, the monitor that measures their readings in
+ * `./monitor.ts`, the FLOP accounting in `./accounting.ts`). No GPU, no
+ * I/O: `ssd train` asks it, step by step, which phase to run and whether a
+ * monitor check is due, and saves `state()` in the checkpoint's `ssd.train`.
  *
  * Step numbering: `step` is the number of optimizer steps already done (0
- * for the first step, as in the training loop of `./run.ts`). The
- * step with that index is the one about to run. A checkpoint taken after
- * step s holds `state()` with `step` = s, and `fromState` resumes with
- * `next(s)`. A switch event's `step` is that same count: the event sits
- * between the metrics lines of steps s and s + 1 (metrics lines carry the
- * count after their step), and the step it applies to is the first one in
- * the new phase.
+ * for the first step). A checkpoint taken after step s holds `state()` with
+ * `step` = s, and `fromState` resumes with `next(s)`. A switch event's
+ * `step` is that same count: the event sits between the metrics lines of
+ * steps s and s + 1, and the step it applies to is the first of the new phase.
  *
  * `--schedule ssd`:
- *   - dense: a monitor check is due every `monitor_every` steps counted from
- *     the start of the dense phase (steps p + m, p + 2m, … for a phase that
- *     started at step p). The first check of the run has no previous
- *     partition and gives similarity null (a baseline); null or a similarity
- *     below `stable_threshold` resets the stable counter, and
- *     `patience` checks in a row at or above it switch to sparse at that
- *     step;
- *   - sparse: `sparse_steps` steps, cut short where the final dense part
- *     starts, then back to dense: the stable counter resets and the next
- *     check is `monitor_every` steps later (the previous partition stays as
- *     the reference: it is the one the sparse phase trained with);
- *   - the last `final_dense` steps (default 10% of the run, rounded up) are
- *     always dense: no check is due and no switch to sparse happens there.
+ *   - checks are due every `monitor_every` steps counted from the start of
+ *     the current phase, dense or sparse, up to the run's tail;
+ *   - dense, structure not yet formed: a check that the switch rule counts
+ *     as stable adds to the stable counter, any other resets it; `patience`
+ *     stable checks in a row switch to sparse (the structure is formed);
+ *   - sparse: the phase lasts at most `sparse_steps` (cut at the tail); a
+ *     check that sees the structure drift (or the guard fire) ends it early
+ *     and the structure counts as not formed again;
+ *   - dense after a sparse phase that ran its length: the structure is still
+ *     formed, so the next check returns to sparse unless it sees a drift
+ *     (the dense phase lets the structure evolve; the return re-partitions);
+ *   - the tail, the last `final_dense` steps, is where the run ends by
+ *     `ending`: `dense` (all dense), `refit` (dense, then the partition and
+ *     routers are rebuilt from the final weights), `mixed` (sparse and dense
+ *     steps alternate, sparse first, so the final model is trained both
+ *     ways), or `sparse` (no tail: the phases go on to the end).
  * `--schedule sparse`: dense until `sparse_from`, one switch to sparse
- * (MoE-fy) there, sparse to the end. `final_dense` does NOT apply: the
- * static-correlation baseline is "MoE from step --sparse-from to the end", and the final model is evaluated both dense and as an MoE
- * anyway, so a dense tail would only blur the comparison with SSD.
+ * (MoE-fy) there, sparse to the end: the static baseline "MoE from step
+ * --sparse-from on"; no tail, no checks.
  * `--schedule dense`: dense throughout, no checks, no events.
- *
- * Monitor start (warm vs fresh k-means): the plain rule keeps the lower inertia of
- * a warm start (from the previous partition) and a fresh k-means++ start.
- * When the structure barely moves, both starts land on partitions of almost
- * equal inertia, and the fresh one can win by a hair while grouping the
- * neurons very differently (an ARI near 0.2 with the warm one), so the
- * measured similarity would stay low and the switch would rarely trigger,
- * although the structure did not change. `PartitionMonitor` therefore keeps
- * the warm partition unless the fresh one is better by more than
- * `fresh_margin` (relative inertia, default 1%): a fresh start still wins
- * when the structure really moved (or the warm start is stuck far from a
- * good partition), and such a win is what should read as "not stable".
- * On synthetic drifting clusters (tests/pipelines/train/schedule_test.ts,
- * 128 points, 8 experts, 8 seeds) this keeps ARI ≥ 0.9 at every check for
- * clear and moderately overlapping clusters; with noise as large as the
- * centres' spread, "keep the lower inertia" drops as low as ARI 0.70, the
- * 1% margin to 0.86 once (a fresh start 1.4% better than a poor first
- * reference; the warm start holds after it). The similarity the schedule
- * uses is the mean ARI over layers, as `ssd profile`'s `ari_mean`.
  */
 import { checkExperts, defaultTopK } from "../../core/nn/moe_layout.ts";
 import { ConfigError, SsdError } from "../../core/errors.ts";
-import type { DistanceDevice } from "../../core/moe/balanced_kmeans.ts";
-import { DEFAULT_FRESH_MARGIN, trackedPartition } from "../../core/moe/stability.ts";
-import { adjustedRandIndex, type Labels } from "../../core/moe/partition.ts";
+import { DEFAULT_FRESH_MARGIN } from "../../core/moe/stability.ts";
 import { flagOf } from "../config.ts";
+import {
+  checkRuleConfig,
+  endsSparse,
+  isStable,
+  type MonitorReading,
+  type RuleConfig,
+} from "./switch_rule.ts";
 
 /** Which schedule `ssd train` runs. */
 export type ScheduleKind = "ssd" | "sparse" | "dense";
 /** A training phase. */
 export type Phase = "dense" | "sparse";
+/** How an SSD run ends (see the module comment). */
+export type Ending = "dense" | "refit" | "mixed" | "sparse";
+/** Every ending. */
+export const ENDINGS: readonly Ending[] = Object.freeze(["dense", "refit", "mixed", "sparse"]);
 
 /** The schedule's knobs (snake_case, the `ssd train` flag names with dashes). */
-export interface ScheduleConfig {
+export interface ScheduleConfig extends RuleConfig {
   /** `--schedule`: ssd (switch on stability), sparse (static baseline) or dense. */
   schedule: ScheduleKind;
-  /** Steps between monitor checks in a dense phase. */
+  /** Steps between monitor checks. */
   monitor_every: number;
-  /** Similarity (partition ARI) at or above which a check counts as stable, in [0, 1]. */
-  stable_threshold: number;
-  /** Stable checks in a row that switch to sparse. */
+  /** Stable checks in a row that switch to sparse while the structure is not formed. */
   patience: number;
-  /** Length of a sparse phase, in steps. */
+  /** Longest sparse phase, in steps. */
   sparse_steps: number;
-  /** Last steps of the run that are always dense; null: 10% of the run, rounded up. */
+  /** How the run ends. */
+  ending: Ending;
+  /** Steps of the run's tail; null: 10% of the run, rounded up. */
   final_dense: number | null;
   /** `--schedule sparse`: the step at which the model is MoE-fied; null: 10% of the run, rounded up. */
   sparse_from: number | null;
@@ -87,20 +76,30 @@ export interface ScheduleConfig {
   top_k: number | null;
   /** The monitor keeps a fresh k-means start only when its inertia is lower by more than this share. */
   fresh_margin: number;
+  /** Held-out tokens the monitor's probe readings (overlap, coverage, guard) run on. */
+  probe_tokens: number;
 }
 
 /** The schedule's defaults. */
 export const DEFAULT_SCHEDULE_CONFIG: Readonly<ScheduleConfig> = Object.freeze({
   schedule: "ssd",
+  switch_rule: "threshold",
   monitor_every: 100,
   stable_threshold: 0.9,
+  plateau_tolerance: 0.05,
+  overlap_threshold: 0.8,
+  coverage_threshold: 0.8,
+  guard_tolerance: 0.03,
+  drift_threshold: 0.5,
   patience: 2,
   sparse_steps: 500,
+  ending: "dense",
   final_dense: null,
   sparse_from: null,
   experts: 16,
   top_k: null,
   fresh_margin: DEFAULT_FRESH_MARGIN,
+  probe_tokens: 2048,
 });
 
 /** A config with the run-dependent defaults filled in. */
@@ -143,15 +142,13 @@ export function resolveSchedule(
   if (!["ssd", "sparse", "dense"].includes(c.schedule)) {
     throw new ConfigError(`--schedule must be ssd, sparse or dense, got ${c.schedule}`);
   }
-  requireInt("monitor_every", c.monitor_every, 1);
-  requireInt("patience", c.patience, 1);
-  requireInt("sparse_steps", c.sparse_steps, 1);
-  requireInt("experts", c.experts, 1);
-  if (
-    typeof c.stable_threshold !== "number" || !(c.stable_threshold >= 0 && c.stable_threshold <= 1)
-  ) {
-    throw new ConfigError(`--stable-threshold must be in [0, 1], got ${c.stable_threshold}`);
+  if (!ENDINGS.includes(c.ending)) {
+    throw new ConfigError(`--ending must be one of ${ENDINGS.join(", ")}, got ${c.ending}`);
   }
+  for (const k of ["monitor_every", "patience", "sparse_steps", "experts", "probe_tokens"]) {
+    requireInt(k, c[k as keyof ScheduleConfig], 1);
+  }
+  checkRuleConfig(c);
   if (
     typeof c.fresh_margin !== "number" || !(c.fresh_margin >= 0 && c.fresh_margin < 1)
   ) {
@@ -180,6 +177,18 @@ export function resolveSchedule(
   };
 }
 
+/** Why a switch happened. */
+export type SwitchReason = "stable" | "length" | "drift" | "guard" | "final" | "static";
+/** Every switch reason. */
+export const SWITCH_REASONS: readonly SwitchReason[] = Object.freeze([
+  "stable",
+  "length",
+  "drift",
+  "guard",
+  "final",
+  "static",
+]);
+
 /** A phase switch: one line of metrics.jsonl and of the saved history */
 export interface SwitchEvent {
   /** Always "switch" (tells the line apart from a step's). */
@@ -190,17 +199,19 @@ export interface SwitchEvent {
   to: Phase;
   /** Steps done when the switch applies (the first step of the new phase has this index). */
   step: number;
-  /** The similarity that triggered a switch to sparse; null for other switches. */
+  /** The similarity of the check that made the switch; null for other switches. */
   similarity: number | null;
+  /** What made it. */
+  reason: SwitchReason;
 }
 
 /** One monitor check. */
-export interface MonitorCheck {
+export interface MonitorCheck extends MonitorReading {
   /** Steps done at the check. */
   step: number;
-  /** Similarity to the previous partition; null when there was none. */
-  similarity: number | null;
-  /** Stable checks in a row, this one included. */
+  /** Phase the check was made in. */
+  phase: Phase;
+  /** Stable checks in a row, this one included (0 in sparse phases). */
   stable: number;
 }
 
@@ -216,8 +227,8 @@ export interface StepPlan {
 
 /** Serializable schedule state (goes into `ssd.train` as JSON). */
 export interface ScheduleState {
-  /** Format of this object. */
-  version: 1;
+  /** Format of this object (1: before the switch rules; read as version 2 with no reading kept). */
+  version: 1 | 2;
   /** The resolved config (a resume checks it against the flags). */
   config: ResolvedSchedule;
   /** The next step `next` expects (steps done). */
@@ -226,10 +237,14 @@ export interface ScheduleState {
   phase: Phase;
   /** Step at which the current phase started. */
   phase_start: number;
-  /** In a sparse phase: the step at which it returns to dense (cut by final_dense); else null. */
+  /** In a sparse phase: the step at which it returns to dense (cut at the tail); else null. */
   sparse_end: number | null;
   /** Current run of stable checks. */
   stable: number;
+  /** Whether the structure counts as formed (a sparse phase ran, and no drift since). */
+  formed?: boolean;
+  /** The reading of the last dense check since the structure stopped counting as formed. */
+  last_dense?: MonitorReading | null;
   /** Every switch so far. */
   history: SwitchEvent[];
   /** Every monitor check so far. */
@@ -237,9 +252,9 @@ export interface ScheduleState {
 }
 
 /**
- * The SSD state machine. Call `next(step, similarity)` once per step, in
- * order, before running it; pass a similarity exactly when
- * `needsMonitor(step)` is true.
+ * The SSD state machine. Call `next(step, reading)` once per step, in
+ * order, before running it; pass a reading exactly when `needsMonitor(step)`
+ * is true (measured as `readingsFor(rule, phase)` asks).
  */
 export class SsdSchedule {
   readonly config: ResolvedSchedule;
@@ -248,6 +263,8 @@ export class SsdSchedule {
   #phaseStart = 0;
   #sparseEnd: number | null = null;
   #stable = 0;
+  #formed = false;
+  #lastDense: MonitorReading | null = null;
   #history: SwitchEvent[] = [];
   #checks: MonitorCheck[] = [];
 
@@ -267,7 +284,7 @@ export class SsdSchedule {
     state: ScheduleState,
     replan?: { config: Partial<ScheduleConfig>; run: ScheduleRun },
   ): SsdSchedule {
-    if (state?.version !== 1 || !state.config) {
+    if ((state?.version !== 1 && state?.version !== 2) || !state.config) {
       throw new ConfigError(`Cannot resume the schedule: unknown state format ${state?.version}`);
     }
     const { steps, d_ff, ...saved } = state.config;
@@ -290,8 +307,9 @@ export class SsdSchedule {
       throw bad(`stable count ${state.stable} is not in [0, ${c.patience})`);
     }
     let sparseEnd = state.phase === "sparse" ? state.sparse_end : null;
-    if (state.phase === "sparse") {
-      const limit = c.schedule === "ssd" ? c.steps - c.final_dense : c.steps;
+    const inTail = c.ending === "mixed" && state.step > s.tailStart;
+    if (state.phase === "sparse" && !inTail) {
+      const limit = c.schedule === "ssd" ? s.tailStart : c.steps;
       if (replan && sparseEnd !== null) {
         sparseEnd = c.schedule === "ssd"
           ? Math.max(state.step, Math.min(state.phase_start + c.sparse_steps, limit))
@@ -307,6 +325,8 @@ export class SsdSchedule {
     s.#phaseStart = state.phase_start;
     s.#sparseEnd = sparseEnd;
     s.#stable = stable;
+    s.#formed = state.formed ?? false;
+    s.#lastDense = state.last_dense ? { ...state.last_dense } : null;
     s.#history = state.history.map((e) => ({ ...e }));
     s.#checks = state.checks.map((e) => ({ ...e }));
     return s;
@@ -315,13 +335,15 @@ export class SsdSchedule {
   /** A JSON-safe copy of the state. */
   state(): ScheduleState {
     return {
-      version: 1,
+      version: 2,
       config: { ...this.config },
       step: this.#step,
       phase: this.#phase,
       phase_start: this.#phaseStart,
       sparse_end: this.#sparseEnd,
       stable: this.#stable,
+      formed: this.#formed,
+      last_dense: this.#lastDense ? { ...this.#lastDense } : null,
       history: this.#history.map((e) => ({ ...e })),
       checks: this.#checks.map((e) => ({ ...e })),
     };
@@ -337,7 +359,7 @@ export class SsdSchedule {
     return this.#phase;
   }
 
-  /** In a sparse phase, the sparse steps still to run (the current one included once `next` returned it); else 0. */
+  /** In a sparse phase before the tail, the sparse steps still to run (the current one included once `next` returned it); else 0. */
   get sparseStepsLeft(): number {
     return this.#sparseEnd === null ? 0 : this.#sparseEnd - this.#step;
   }
@@ -357,21 +379,29 @@ export class SsdSchedule {
     return this.#checks;
   }
 
-  /** First step of the always-dense tail (`ssd` only; the run's length otherwise). */
-  get finalDenseStart(): number {
+  /** First step of the run's tail (`ssd` with a tail; the run's length otherwise). */
+  get tailStart(): number {
     const c = this.config;
-    return c.schedule === "ssd" ? c.steps - c.final_dense : c.steps;
+    return c.schedule === "ssd" && c.ending !== "sparse" ? c.steps - c.final_dense : c.steps;
+  }
+
+  /** Same as `tailStart` (the name from before the endings). */
+  get finalDenseStart(): number {
+    return this.tailStart;
   }
 
   /**
    * The phase of a step that is already planned (`step` < `this.step`),
-   * from the history of switches.
+   * from the history of switches and, in a mixed tail, its alternation.
    */
   phaseAt(step: number): Phase {
     if (!Number.isSafeInteger(step) || step < 0 || step >= this.#step) {
       throw new SsdError(
         `SsdSchedule.phaseAt: step ${step} is not planned yet (planned: 0..${this.#step - 1})`,
       );
+    }
+    if (this.config.schedule === "ssd" && this.config.ending === "mixed" && step >= this.tailStart) {
+      return this.#tailPhase(step);
     }
     let phase: Phase = "dense";
     for (const e of this.#history) {
@@ -381,23 +411,25 @@ export class SsdSchedule {
     return phase;
   }
 
-  /** Whether `next(step)` needs a similarity (a monitor check is due at this step). */
+  #tailPhase(step: number): Phase {
+    return (step - this.tailStart) % 2 === 0 ? "sparse" : "dense";
+  }
+
+  /** Whether `next(step)` needs a reading (a monitor check is due at this step). */
   needsMonitor(step: number): boolean {
     const c = this.config;
-    // In a sparse phase no check is due, not even at its last step: the dense
-    // phase that starts there has its first check monitor_every steps later.
-    if (c.schedule !== "ssd" || step !== this.#step || this.#phase === "sparse") return false;
-    if (step >= this.finalDenseStart) return false;
+    if (c.schedule !== "ssd" || step !== this.#step || step >= this.tailStart) return false;
+    // A sparse phase that ends at this step needs no check: its end is already decided.
+    if (this.#phase === "sparse" && step >= this.#sparseEnd!) return false;
     const since = step - this.#phaseStart;
     return since > 0 && since % c.monitor_every === 0;
   }
 
   /**
    * Plans step `step` (which must be `this.step`): applies a due check's
-   * similarity (a number, or null when there was no previous partition) and
-   * returns the step's phase and the switches to apply before it.
+   * reading and returns the step's phase and the switches to apply before it.
    */
-  next(step: number, similarity?: number | null): StepPlan {
+  next(step: number, reading?: MonitorReading): StepPlan {
     const c = this.config;
     if (step !== this.#step) {
       throw new SsdError(`SsdSchedule.next: expected step ${this.#step}, got ${step}`);
@@ -406,174 +438,97 @@ export class SsdSchedule {
       throw new SsdError(`SsdSchedule.next: step ${step} is past the run's ${c.steps} steps`);
     }
     const due = this.needsMonitor(step);
-    if (due && similarity === undefined) {
+    if (due && reading === undefined) {
       throw new SsdError(`SsdSchedule.next: a monitor check is due at step ${step}`);
     }
-    if (!due && similarity !== undefined) {
+    if (!due && reading !== undefined) {
       throw new SsdError(`SsdSchedule.next: no monitor check is due at step ${step}`);
     }
-    if (similarity !== undefined && similarity !== null && !Number.isFinite(similarity)) {
-      throw new SsdError(`SsdSchedule.next: similarity must be finite or null, got ${similarity}`);
+    for (const [k, v] of Object.entries(reading ?? {})) {
+      if (v !== null && !Number.isFinite(v)) {
+        throw new SsdError(`SsdSchedule.next: ${k} must be finite or null, got ${v}`);
+      }
     }
     const events: SwitchEvent[] = [];
-    const go = (to: Phase, sim: number | null) => {
-      const e: SwitchEvent = { event: "switch", from: this.#phase, to, step, similarity: sim };
-      events.push(e);
-      this.#history.push(e);
-      this.#phase = to;
-      this.#phaseStart = step;
-    };
     let check: MonitorCheck | null = null;
-
     if (c.schedule === "sparse") {
       if (this.#phase === "dense" && step >= c.sparse_from) {
-        go("sparse", null);
+        this.#go(events, step, "sparse", "static", null);
         this.#sparseEnd = c.steps;
       }
+    } else if (c.schedule === "ssd" && step >= this.tailStart) {
+      this.#tail(events, step);
     } else if (c.schedule === "ssd") {
       if (this.#phase === "sparse" && step >= this.#sparseEnd!) {
-        go("dense", null);
+        this.#go(events, step, "dense", "length", null);
         this.#sparseEnd = null;
-        this.#stable = 0;
       }
-      if (due) {
-        const sim = similarity ?? null;
-        this.#stable = sim !== null && sim >= c.stable_threshold ? this.#stable + 1 : 0;
-        check = { step, similarity: sim, stable: this.#stable };
-        this.#checks.push(check);
-        if (this.#stable >= c.patience) {
-          go("sparse", sim);
-          this.#sparseEnd = Math.min(step + c.sparse_steps, this.finalDenseStart);
-          this.#stable = 0;
-        }
-      }
+      if (reading) check = this.#check(events, step, reading);
     }
     this.#step = step + 1;
     return { phase: this.#phase, events, check };
   }
-}
 
-// ---------------------------------------------------------------- monitor
-
-/**
- * Pattern similarity of two partitions of the same neurons: their
- * adjusted Rand index (1 = the same grouping up to expert relabelling).
- */
-export function partitionSimilarity(prevLabels: Labels, labels: Labels): number {
-  return adjustedRandIndex(prevLabels, labels);
-}
-
-/** Options of `PartitionMonitor`. */
-export interface MonitorOptions {
-  /** Experts per layer. */
-  experts: number;
-  /** Relative inertia margin a fresh start must beat the warm one by (default 0.01). */
-  fresh_margin?: number;
-  /** k-means iterations (default: balancedKMeans's). */
-  iters?: number;
-  /** Seed of the fresh k-means++ start (default 0). */
-  seed?: number;
-  /** Distance path (default "auto"). */
-  distance?: DistanceDevice;
-}
-
-/** One layer's partition at a check. */
-export interface LayerCheck {
-  /** Neuron → expert, in original neuron order. */
-  labels: Uint32Array;
-  /** ARI with the previous partition (null at the first check). */
-  similarity: number | null;
-  /** Which start was kept. */
-  start: "warm" | "fresh";
-  /** Inertia of the kept partition. */
-  inertia: number;
-  /** Inertia of the warm run (null at the first check). */
-  warm_inertia: number | null;
-  /** Inertia of the fresh run. */
-  fresh_inertia: number;
-}
-
-/** What a monitor check returns. */
-export interface MonitorResult {
-  /** Mean over layers of the ARI with the previous partitions (null at the first check). */
-  similarity: number | null;
-  /** Per layer. */
-  layers: LayerCheck[];
-}
-
-/** Serializable monitor state: the reference partitions. */
-export interface MonitorState {
-  /** Per layer, the previous partition (original neuron order); null before the first check. */
-  labels: number[][] | null;
-}
-
-/**
- * The schedule's monitor: per FFN layer, balanced k-means on the
- * L2-normalised `c_fc` rows, warm-started from the previous check's
- * partition; the fresh k-means++ run replaces it only when its inertia is
- * lower by more than `fresh_margin` (see the module comment). The
- * similarity fed to `SsdSchedule.next` is the mean ARI over layers.
- * `labels` is the latest partition: the one to MoE-fy with on a switch.
- */
-export class PartitionMonitor {
-  readonly experts: number;
-  readonly freshMargin: number;
-  #labels: Uint32Array[] | null = null;
-
-  /** A monitor with no reference partition yet (or the one in `state`). */
-  constructor(readonly options: MonitorOptions, state?: MonitorState) {
-    requireInt("experts", options.experts, 1);
-    this.experts = options.experts;
-    this.freshMargin = options.fresh_margin ?? DEFAULT_SCHEDULE_CONFIG.fresh_margin;
-    if (!(this.freshMargin >= 0 && this.freshMargin < 1)) {
-      throw new ConfigError(`--fresh-margin must be in [0, 1), got ${this.freshMargin}`);
-    }
-    if (state?.labels) this.#labels = state.labels.map((l) => Uint32Array.from(l));
+  #go(events: SwitchEvent[], step: number, to: Phase, reason: SwitchReason, sim: number | null) {
+    const e: SwitchEvent = { event: "switch", from: this.#phase, to, step, similarity: sim, reason };
+    events.push(e);
+    this.#history.push(e);
+    this.#phase = to;
+    this.#phaseStart = step;
   }
 
-  /** The latest partition per layer (null before the first check). */
-  get labels(): readonly Uint32Array[] | null {
-    return this.#labels;
+  /** The tail: dense (or refit) ends dense, mixed alternates sparse and dense steps. */
+  #tail(events: SwitchEvent[], step: number): void {
+    this.#sparseEnd = null;
+    if (this.config.ending !== "mixed") {
+      if (this.#phase === "sparse") this.#go(events, step, "dense", "final", null);
+      return;
+    }
+    const phase = this.#tailPhase(step);
+    // One event where the tail starts; its steps then alternate without events.
+    if (step === this.tailStart && this.#phase === "dense") {
+      this.#go(events, step, "sparse", "final", null);
+    }
+    this.#phase = phase;
   }
 
-  /** A JSON-safe copy of the reference partitions. */
-  state(): MonitorState {
-    return { labels: this.#labels ? this.#labels.map((l) => Array.from(l)) : null };
-  }
-
-  /**
-   * Partitions each layer's rows ((d_ff, d_model) row-major, original neuron
-   * order) and compares them with the previous check's; the new partitions
-   * become the reference.
-   */
-  async check(rows: Float32Array[], dff: number, dModel: number): Promise<MonitorResult> {
-    const prev = this.#labels;
-    if (prev && prev.length !== rows.length) {
-      throw new ConfigError(
-        `PartitionMonitor.check: ${rows.length} layers, the previous check had ${prev.length}`,
-      );
+  /** Applies a due check's reading: a switch to sparse, an early end of one, or nothing. */
+  #check(events: SwitchEvent[], step: number, r: MonitorReading): MonitorCheck {
+    const c = this.config;
+    const sim = r.similarity;
+    if (this.#phase === "sparse") {
+      const why = endsSparse(c, r);
+      const check: MonitorCheck = { ...r, step, phase: "sparse", stable: 0 };
+      this.#checks.push(check);
+      if (why) {
+        this.#go(events, step, "dense", why, sim);
+        this.#sparseEnd = null;
+        this.#formed = false;
+        this.#stable = 0;
+        this.#lastDense = null;
+      }
+      return check;
     }
-    const o = this.options;
-    const layers: LayerCheck[] = [];
-    for (const [l, r] of rows.entries()) {
-      const kept = await trackedPartition(r, dff, dModel, this.experts, {
-        warm: prev?.[l],
-        fresh_margin: this.freshMargin,
-        iters: o.iters,
-        seed: o.seed,
-        distance: o.distance,
-      });
-      const { labels, ...rest } = kept;
-      layers.push({
-        labels,
-        similarity: prev ? partitionSimilarity(prev[l], labels) : null,
-        ...rest,
-      });
+    let enter: boolean;
+    if (this.#formed) {
+      // The structure was formed before this dense phase: return unless it drifted.
+      enter = endsSparse(c, r) === null;
+      if (!enter) this.#formed = false;
+      this.#stable = 0;
+    } else {
+      this.#stable = isStable(c, r, this.#lastDense) ? this.#stable + 1 : 0;
+      enter = this.#stable >= c.patience;
     }
-    this.#labels = layers.map((x) => x.labels);
-    const similarity = prev
-      ? layers.reduce((a, x) => a + x.similarity!, 0) / Math.max(1, layers.length)
-      : null;
-    return { similarity, layers };
+    this.#lastDense = this.#formed ? null : { ...r };
+    const check: MonitorCheck = { ...r, step, phase: "dense", stable: this.#stable };
+    this.#checks.push(check);
+    if (enter) {
+      this.#go(events, step, "sparse", "stable", sim);
+      this.#sparseEnd = Math.min(step + c.sparse_steps, this.tailStart);
+      this.#stable = 0;
+      this.#formed = true;
+      this.#lastDense = null;
+    }
+    return check;
   }
 }

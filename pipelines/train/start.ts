@@ -24,7 +24,8 @@ import { checkBufferLimits } from "./limits.ts";
 import { METRICS_FILE, MetricsLog } from "./metrics.ts";
 import { resumeChanges } from "./resume.ts";
 import { type FolderLock, onDisk, openRunFolder, runCheckpoints } from "./run_folder.ts";
-import { PartitionMonitor, SsdSchedule } from "./schedule.ts";
+import { PartitionMonitor } from "./monitor.ts";
+import { SsdSchedule } from "./schedule.ts";
 import { newRunId, type TrainState } from "./state.ts";
 import { makeOptimizer } from "./step.ts";
 import type { RunCheckpoint } from "./run_folder.ts";
@@ -58,6 +59,8 @@ export interface TrainRun {
   readonly accounting: RunAccounting;
   /** The learning rate of each step. */
   readonly lr: LrSchedule;
+  /** Held-out tokens of the monitor's probe readings: the end of the validation split. */
+  readonly probe: Uint8Array;
   /** The FFN's shape, for FLOPs and top-k. */
   readonly shape: FfnShape;
   /** Identity of the run, in each of its checkpoints. */
@@ -115,6 +118,7 @@ function freshParts(c: TrainConfig, data: Dataset, plan: SsdSchedule, shape: Ffn
     plan,
     monitor: new PartitionMonitor({
       experts: shape.experts,
+      top_k: shape.top_k,
       fresh_margin: c.fresh_margin,
       seed: c.seed,
     }),
@@ -147,7 +151,12 @@ async function resumedParts(
   const optimizer = makeOptimizer(loaded.model, optimizerConfigOf(c));
   optimizer.loadState({ step: st.optimizer_step, tensors: loaded.moments! });
   for (const t of Object.values(loaded.moments!)) t.release();
-  const monitorOpts = { experts: shape.experts, fresh_margin: c.fresh_margin, seed: c.seed };
+  const monitorOpts = {
+    experts: shape.experts,
+    top_k: shape.top_k,
+    fresh_margin: c.fresh_margin,
+    seed: c.seed,
+  };
   const run = { steps: c.steps, d_ff: c.d_ff };
   // Checkpoints of a run always carry the schedule; the fallbacks keep older ones loading.
   return {
@@ -235,6 +244,7 @@ export async function startRun(config: TrainConfig, opts: StartOptions): Promise
       config,
       data,
       lr: lrScheduleOf(config, from),
+      probe: data.val.subarray(Math.max(0, data.val.length - config.probe_tokens - 1)),
       shape,
       metrics,
       resumedFrom: from?.checkpoint.path ?? null,

@@ -9,7 +9,8 @@ import type { SamplerState } from "../../core/data.ts";
 import type { LrSchedule } from "../../core/lr_schedule.ts";
 import type { AccountingState } from "./accounting.ts";
 import type { TrainConfig } from "./config.ts";
-import type { MonitorState, Phase, ScheduleState, SwitchEvent } from "./schedule.ts";
+import type { MonitorState } from "./monitor.ts";
+import type { Phase, ScheduleState, SwitchEvent } from "./schedule.ts";
 
 /** Training state saved as `ssd.train`. */
 export interface TrainState {

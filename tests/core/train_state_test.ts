@@ -21,7 +21,7 @@ const SAVED = Object.freeze({
   step: 20,
   tokens_seen: 5120,
   phase: "dense",
-  phase_history: [{ event: "switch", from: "dense", to: "sparse", step: 10, similarity: 0.9 }],
+  phase_history: [{ event: "switch", from: "dense", to: "sparse", step: 10, similarity: 0.9, reason: "stable" }],
   schedule: { version: 1 },
   accounting: {},
   monitor: {},

@@ -34,7 +34,7 @@ export const TINY_TRAIN_STATE = Object.freeze({
   step: 12,
   tokens_seen: 3072,
   phase: "dense",
-  phase_history: [{ event: "switch", from: "dense", to: "sparse", step: 5, similarity: 0.93 }],
+  phase_history: [{ event: "switch", from: "dense", to: "sparse", step: 5, similarity: 0.93, reason: "stable" }],
   data_source: "/tmp/some.txt",
   tokenizer: "bytes-v1",
   optimizer_step: 12,

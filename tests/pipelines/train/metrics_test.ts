@@ -31,6 +31,7 @@ const event = (n: number) => ({
   to: "sparse" as const,
   step: n,
   similarity: 0.95,
+  reason: "stable" as const,
 });
 
 Deno.test("parseMetricsText() keeps whole lines and reports a torn last line", () => {

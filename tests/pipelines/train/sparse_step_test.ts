@@ -141,58 +141,95 @@ Deno.test("a sparse step with k < E leaves experts without tokens and their mome
   model.release();
 });
 
-Deno.test("ssd train resumed in the middle of a sparse phase continues it exactly", async () => {
-  const dir = await Deno.makeTempDir();
-  const data = join(dir, "data.txt");
-  await Deno.writeTextFile(data, (await Deno.readTextFile("README.md")).repeat(2));
-  const base = {
-    preset: "tiny",
-    steps: 40,
-    data,
-    schedule: "ssd",
-    monitor_every: 5,
-    patience: 1,
-    stable_threshold: 0,
-    sparse_steps: 15,
-    experts: 8,
-    top_k: 2,
-    eval_every: 0,
-    save_every: 0,
-    eval_tokens: 256,
-  };
+/** Trains `base` whole and stopped after `stopAt` then resumed; both runs' step lines. */
+async function fullAndResumed(dir: string, base: Record<string, unknown>, stopAt: number) {
   const full = await runTrain(await resolveTrainConfig({ ...base, out: join(dir, "full") }));
-  // The first check (step 5) is the baseline; stable from the next one (10): sparse for 15
-  // steps; back to dense at 25; checked again at 30; cut at 36 by the 10% final dense part.
-  assert.deepEqual(full.switches.map((e) => [e.step, e.to]), [
-    [10, "sparse"],
-    [25, "dense"],
-    [30, "sparse"],
-    [36, "dense"],
-  ]);
   const partCfg = await resolveTrainConfig({ ...base, out: join(dir, "part") });
   const stop = new AbortController();
   await runTrain(partCfg, {
     signal: stop.signal,
-    hooks: { onStep: (m) => m.step === 17 && stop.abort() },
+    hooks: { onStep: (m) => m.step === stopAt && stop.abort() },
   });
   const resumed = await runTrain(partCfg, { resume: join(dir, "part") });
-  assert.deepEqual(resumed.switches, full.switches);
   const read = async (d: string) =>
     (await Deno.readTextFile(join(dir, d, "metrics.jsonl"))).trim().split("\n").map((l) =>
       JSON.parse(l)
     )
       .filter((m) => m.loss !== undefined);
-  const a = await read("full");
-  const b = await read("part");
-  assert.equal(b.length, 40);
-  for (let i = 0; i < 40; i++) {
+  return { full, resumed, a: await read("full"), b: await read("part") };
+}
+
+function assertSameSteps(a: { phase: string; loss: number }[], b: typeof a, steps: number) {
+  assert.equal(b.length, steps);
+  for (let i = 0; i < steps; i++) {
     assert.equal(b[i].phase, a[i].phase, `phase of step ${i + 1}`);
     assert.ok(
       Math.abs(a[i].loss - b[i].loss) <= 1e-6,
       `step ${i + 1}: ${a[i].loss} vs ${b[i].loss}`,
     );
   }
+}
+
+const RESUME_BASE = {
+  preset: "tiny",
+  steps: 40,
+  schedule: "ssd",
+  monitor_every: 5,
+  patience: 1,
+  stable_threshold: 0,
+  sparse_steps: 15,
+  experts: 8,
+  top_k: 2,
+  eval_every: 0,
+  save_every: 0,
+  eval_tokens: 256,
+};
+
+Deno.test("ssd train resumed in the middle of a sparse phase continues it exactly", async () => {
+  const dir = await Deno.makeTempDir();
+  const data = join(dir, "data.txt");
+  await Deno.writeTextFile(data, (await Deno.readTextFile("README.md")).repeat(2));
+  // No drift ends a phase early here, so the phases are the plain plan's.
+  const base = { ...RESUME_BASE, data, drift_threshold: 0 };
+  const { full, resumed, a, b } = await fullAndResumed(dir, base, 17);
+  // The first check (step 5) is the baseline; stable from the next one (10): sparse for 15
+  // steps; back to dense at 25; the structure is formed, so the check at 30 returns to
+  // sparse; cut at 36 by the 10% tail.
+  assert.deepEqual(full.switches.map((e) => [e.step, e.to, e.reason]), [
+    [10, "sparse", "stable"],
+    [25, "dense", "length"],
+    [30, "sparse", "stable"],
+    [36, "dense", "final"],
+  ]);
+  assert.deepEqual(resumed.switches, full.switches);
+  assertSameSteps(a, b, 40);
   assert.ok(full.accounting.flops_ratio < 1);
   assert.ok(full.val_moe !== null && Number.isFinite(full.val_moe.nll));
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("ssd train under the guard rule with a mixed ending resumes mid-dense exactly", async () => {
+  const dir = await Deno.makeTempDir();
+  const data = join(dir, "data.txt");
+  await Deno.writeTextFile(data, (await Deno.readTextFile("README.md")).repeat(2));
+  // The guard repartitions the model at every dense check and evaluates the probe; a tolerance
+  // of 1 lets it switch, a drift threshold of 1 ends each sparse phase at its first check.
+  const base = {
+    ...RESUME_BASE,
+    data,
+    switch_rule: "guard",
+    guard_tolerance: 1,
+    drift_threshold: 1,
+    ending: "mixed",
+    probe_tokens: 512,
+  };
+  const { full, resumed, a, b } = await fullAndResumed(dir, base, 22);
+  const reasons = full.switches.map((e) => e.reason);
+  assert.ok(reasons.includes("drift") && reasons.includes("stable"), reasons.join(","));
+  // The tail, steps 37..40 (metrics count steps done), alternates sparse and dense.
+  assert.deepEqual(a.slice(36).map((m) => m.phase), ["sparse", "dense", "sparse", "dense"]);
+  assert.ok(a.some((m) => m.moe_gap !== undefined), "the guard's reading is logged");
+  assert.deepEqual(resumed.switches, full.switches);
+  assertSameSteps(a, b, 40);
   await Deno.remove(dir, { recursive: true });
 });
