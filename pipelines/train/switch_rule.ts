@@ -20,12 +20,15 @@
  *     least `coverage_threshold` of the probe's activation mass at top-k
  *     (how much an MoE built now would lose);
  *   - `guard`: the MoE built now is within `guard_tolerance` (relative) of the
- *     dense model's loss on the probe.
+ *     dense model's loss on the probe. The guard is symmetric: in a sparse
+ *     phase the model gets better as an MoE and worse dense, and a dense
+ *     mode that falls behind by more than the tolerance ends the phase as
+ *     surely as an MoE that falls behind.
  *
  * A sparse phase ends after `sparse_steps`, or earlier at a check that sees
  * the structure drift (the partition found now agrees with the one the phase
  * trains with on less than `drift_threshold` ARI), or, under the guard rule,
- * when the MoE falls behind dense by more than `guard_tolerance`.
+ * when the MoE and the dense model are more than `guard_tolerance` apart.
  */
 import { ConfigError } from "../../core/errors.ts";
 
@@ -73,7 +76,7 @@ export interface RuleConfig {
   overlap_threshold: number;
   /** `coverage`: router coverage at or above which a check counts as stable. */
   coverage_threshold: number;
-  /** `guard`: relative MoE loss gap at or below which a check counts as stable (and above which a sparse phase ends). */
+  /** `guard`: relative MoE–dense loss gap (either way) at or below which a check counts as stable, and above which a sparse phase ends. */
   guard_tolerance: number;
   /** In a sparse phase, an ARI with the phase's partition below this ends the phase. */
   drift_threshold: number;
@@ -118,14 +121,14 @@ export function isStable(
     case "coverage":
       return r.coverage !== null && r.coverage >= c.coverage_threshold;
     case "guard":
-      return r.moe_gap !== null && r.moe_gap <= c.guard_tolerance;
+      return r.moe_gap !== null && Math.abs(r.moe_gap) <= c.guard_tolerance;
   }
 }
 
 /** Why a sparse-phase check ends the phase, or null when it goes on. */
 export function endsSparse(c: RuleConfig, r: MonitorReading): "drift" | "guard" | null {
   if (r.similarity !== null && r.similarity < c.drift_threshold) return "drift";
-  if (c.switch_rule === "guard" && r.moe_gap !== null && r.moe_gap > c.guard_tolerance) {
+  if (c.switch_rule === "guard" && r.moe_gap !== null && Math.abs(r.moe_gap) > c.guard_tolerance) {
     return "guard";
   }
   return null;

@@ -81,12 +81,12 @@ Deno.test("overlap, coverage, guard: their own reading against their own thresho
     stableFlags(rule("coverage"), [{ coverage: 0.5 }, { coverage: 0.7 }, { coverage: 0.9 }]),
     [false, true, true],
   );
-  // The guard: the MoE within 3% of dense (a negative gap: better as an MoE).
+  // The guard: the MoE within 3% of dense, either way (a negative gap: better as an MoE).
   assert.deepEqual(
     stableFlags(rule("guard"), [{ moe_gap: 0.1 }, { moe_gap: 0.031 }, { moe_gap: 0.03 }, {
       moe_gap: -0.01,
-    }]),
-    [false, false, true, true],
+    }, { moe_gap: -0.04 }]),
+    [false, false, true, true, false],
   );
   // No rule reads another rule's reading.
   assert.equal(isStable(rule("coverage"), R({ similarity: 1, overlap: 1, moe_gap: 0 }), null), false);
@@ -100,6 +100,8 @@ Deno.test("endsSparse: drift under every rule, the guard only under the guard ru
     assert.equal(endsSparse(c, R({ similarity: 0.9, moe_gap: 0.2 })), name === "guard" ? "guard" : null);
   }
   assert.equal(endsSparse(rule("guard"), R({ similarity: 0.9, moe_gap: 0.03 })), null);
+  // Dense mode falling behind the MoE ends the phase too.
+  assert.equal(endsSparse(rule("guard"), R({ similarity: 0.9, moe_gap: -0.031 })), "guard");
 });
 
 Deno.test("readingsFor: the similarity always, the probe readings only where a rule uses them", () => {
