@@ -1,11 +1,12 @@
 /**
  * `ssd report`: one self-contained HTML page with plots of one or more
- * training runs (and, optionally, `ssd bench --json` files), for comparing
- * dense, static sparse and SSD runs at a glance.
+ * training runs (and, optionally, `ssd bench --json` files and a schedule
+ * sweep of `bench:schedules --grid`), for comparing dense, static sparse
+ * and SSD runs at a glance.
  *
  * Every input is read and checked first (`data.ts`,
- * `bench.ts`); the plots are vega-lite specs (`charts.ts`,
- * `bench_charts.ts`) compiled to vega and rendered to SVG strings in
+ * `bench.ts`, `schedules.ts`); the plots are vega-lite specs (`charts.ts`,
+ * `bench_charts.ts`, `schedule_charts.ts`) compiled to vega and rendered to SVG strings in
  * this process (a headless vega View: no browser, no canvas), then placed
  * inline in the page (`html.ts`). Files are written only once everything rendered, each
  * through a temporary file and a rename, so bad input leaves no file behind
@@ -20,11 +21,13 @@ import type { PlotSpec, SkippedPlot } from "./_style.ts";
 import { benchLossPlot, benchSpeedPlot } from "./bench_charts.ts";
 import { activationPlot, flopsPlot, lossPlot, similarityPlot, throughputPlot } from "./charts.ts";
 import { labelRuns, METRICS_FILE, readRun, type RunData, summarizeRun } from "./data.ts";
-import { type RenderedPlot, reportHtml } from "./html.ts";
+import { type PlotSection, type RenderedPlot, reportHtml } from "./html.ts";
+import { readScheduleGrid, type ScheduleGridData } from "./schedules.ts";
+import { scheduleFlopsPlot, scheduleWallPlot } from "./schedule_charts.ts";
 
 /** What `ssd report` reads and writes. */
 export interface ReportConfig {
-  /** Run folders written by `ssd train --out`, overlaid in this order. */
+  /** Run folders written by `ssd train --out`, overlaid in this order (may be empty with `schedules`). */
   runs: string[];
   /** The HTML file to write (its folder is created). */
   out: string;
@@ -32,6 +35,8 @@ export interface ReportConfig {
   svg_dir: string | null;
   /** `ssd bench --json` files whose rows are plotted per k. */
   bench: string[];
+  /** A schedule sweep document (`bench:schedules --grid`) to plot; null or missing: none. */
+  schedules?: string | null;
 }
 
 /** Defaults of `ReportConfig` fields the CLI may leave out. */
@@ -61,6 +66,8 @@ export interface ReportResult {
   }[];
   /** Bench files plotted. */
   bench: string[];
+  /** The schedule sweep plotted, null when none. */
+  schedules: string | null;
   /** Time to read, render and write, ms. */
   ms: number;
   /** Warnings of the vega-lite compiler (none expected: each would be a bug in a spec). */
@@ -131,12 +138,16 @@ function isSkipped(p: PlotSpec | SkippedPlot): p is SkippedPlot {
   return "reason" in p;
 }
 
-/** The plot specs of the page, in order (bench plots only with bench files). */
+/**
+ * The plot specs of the page, in order: training plots with runs, bench
+ * plots with bench files, the sweep's plots with a sweep.
+ */
 export function reportPlots(
   runs: readonly RunData[],
   benches: readonly BenchData[],
-): { plots: (PlotSpec & { bench: boolean })[]; skipped: SkippedPlot[] } {
-  const all = [
+  grid: ScheduleGridData | null = null,
+): { plots: (PlotSpec & { section: PlotSection })[]; skipped: SkippedPlot[] } {
+  const all = runs.length === 0 ? [] : [
     lossPlot(runs),
     activationPlot(runs),
     similarityPlot(runs),
@@ -145,13 +156,17 @@ export function reportPlots(
   ];
   const plots = all.filter((p): p is PlotSpec => !isSkipped(p)).map((p) => ({
     ...p,
-    bench: false,
+    section: "training" as PlotSection,
   }));
   if (benches.length > 0) {
-    plots.push({ ...benchSpeedPlot(benches), bench: true }, {
-      ...benchLossPlot(benches),
-      bench: true,
-    });
+    for (const p of [benchSpeedPlot(benches), benchLossPlot(benches)]) {
+      plots.push({ ...p, section: "bench" });
+    }
+  }
+  if (grid !== null) {
+    for (const p of [scheduleFlopsPlot(grid), scheduleWallPlot(grid)]) {
+      plots.push({ ...p, section: "schedules" });
+    }
   }
   return { plots, skipped: all.filter(isSkipped) };
 }
@@ -165,8 +180,11 @@ export function reportPlots(
  */
 export async function runReport(config: ReportConfig): Promise<ReportResult> {
   const t0 = performance.now();
-  if (config.runs.length === 0) {
-    throw new ConfigError("No run folder given: name at least one folder written by ssd train");
+  const gridFile = config.schedules ?? null;
+  if (config.runs.length === 0 && gridFile === null) {
+    throw new ConfigError(
+      "No run folder given: name at least one folder written by ssd train, or --schedules FILE",
+    );
   }
   const runs: RunData[] = [];
   for (const dir of config.runs) runs.push(await readRun(dir));
@@ -174,8 +192,9 @@ export async function runReport(config: ReportConfig): Promise<ReportResult> {
   const benches: BenchData[] = [];
   for (const file of config.bench) benches.push(await readBench(file));
   labelBenches(benches);
+  const grid = gridFile === null ? null : await readScheduleGrid(gridFile);
 
-  const { plots, skipped } = reportPlots(runs, benches);
+  const { plots, skipped } = reportPlots(runs, benches, grid);
   const warnings: string[] = [];
   const rendered: RenderedPlot[] = [];
   for (const p of plots) {
@@ -185,6 +204,7 @@ export async function runReport(config: ReportConfig): Promise<ReportResult> {
   const html = reportHtml({
     runs: summaries,
     benches,
+    grid,
     plots: rendered,
     skipped,
     version: denoJson.version,
@@ -216,6 +236,7 @@ export async function runReport(config: ReportConfig): Promise<ReportResult> {
       val_loss_moe: summary.val_loss_moe,
     })),
     bench: benches.map((b) => b.file),
+    schedules: gridFile,
     ms: performance.now() - t0,
     warnings,
     notes: runs.filter((r) => r.partial_line !== undefined).map((r) =>
