@@ -67,6 +67,11 @@ export function scheduleOptions(cmd: Command, d: ScheduleConfig): Command {
     )
     .option("--sparse-steps <n>", `longest sparse phase (default ${d.sparse_steps})`, intArg)
     .option(
+      "--dense-every <n>",
+      `in a sparse phase every n-th step runs dense, 0 for none (default ${d.dense_every})`,
+      intArg,
+    )
+    .option(
       "--ending <how>",
       `how the run ends: ${ENDINGS.join(", ")} (default ${d.ending})`,
     )

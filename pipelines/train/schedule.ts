@@ -19,7 +19,8 @@
  *     stable checks in a row switch to sparse (the structure is formed);
  *   - sparse: the phase lasts at most `sparse_steps` (cut at the tail); a
  *     check that sees the structure drift (or the guard fire) ends it early
- *     and the structure counts as not formed again;
+ *     and the structure counts as not formed again; with `dense_every` n,
+ *     every n-th step of the phase runs dense (no event: the phase goes on);
  *   - dense after a sparse phase that ran its length: the structure is still
  *     formed, so the next check returns to sparse unless it sees a drift
  *     (the dense phase lets the structure evolve; the return re-partitions);
@@ -64,6 +65,8 @@ export interface ScheduleConfig extends RuleConfig {
   patience: number;
   /** Longest sparse phase, in steps. */
   sparse_steps: number;
+  /** In a sparse phase, every n-th step runs dense (0: none), so dense mode keeps learning. */
+  dense_every: number;
   /** How the run ends. */
   ending: Ending;
   /** Steps of the run's tail; null: 10% of the run, rounded up. */
@@ -93,6 +96,7 @@ export const DEFAULT_SCHEDULE_CONFIG: Readonly<ScheduleConfig> = Object.freeze({
   drift_threshold: 0.5,
   patience: 2,
   sparse_steps: 500,
+  dense_every: 0,
   ending: "dense",
   final_dense: null,
   sparse_from: null,
@@ -148,6 +152,7 @@ export function resolveSchedule(
   for (const k of ["monitor_every", "patience", "sparse_steps", "experts", "probe_tokens"]) {
     requireInt(k, c[k as keyof ScheduleConfig], 1);
   }
+  requireInt("dense_every", c.dense_every, 0);
   checkRuleConfig(c);
   if (
     typeof c.fresh_margin !== "number" || !(c.fresh_margin >= 0 && c.fresh_margin < 1)
@@ -233,11 +238,11 @@ export interface ScheduleState {
   config: ResolvedSchedule;
   /** The next step `next` expects (steps done). */
   step: number;
-  /** Current phase. */
+  /** Current phase (a sparse phase's interleaved dense steps do not change it). */
   phase: Phase;
   /** Step at which the current phase started. */
   phase_start: number;
-  /** In a sparse phase: the step at which it returns to dense (cut at the tail); else null. */
+  /** In a sparse phase before the tail: the step at which it returns to dense (cut at the tail); else null. */
   sparse_end: number | null;
   /** Current run of stable checks. */
   stable: number;
@@ -400,19 +405,29 @@ export class SsdSchedule {
         `SsdSchedule.phaseAt: step ${step} is not planned yet (planned: 0..${this.#step - 1})`,
       );
     }
-    if (this.config.schedule === "ssd" && this.config.ending === "mixed" && step >= this.tailStart) {
-      return this.#tailPhase(step);
-    }
     let phase: Phase = "dense";
+    let start = 0;
     for (const e of this.#history) {
       if (e.step > step) break;
       phase = e.to;
+      start = e.step;
     }
-    return phase;
+    return this.#stepPhase(step, phase, start);
   }
 
-  #tailPhase(step: number): Phase {
-    return (step - this.tailStart) % 2 === 0 ? "sparse" : "dense";
+  /**
+   * The phase step `step` runs in, in a phase `phase` that started at
+   * `start`: a sparse phase's interleaved dense steps (every `dense_every`-th,
+   * and every other step of a mixed tail, sparse first) run dense.
+   */
+  #stepPhase(step: number, phase: Phase, start: number): Phase {
+    const c = this.config;
+    if (phase !== "sparse" || c.schedule !== "ssd") return phase;
+    if (step >= this.tailStart) {
+      return c.ending === "mixed" && (step - this.tailStart) % 2 === 1 ? "dense" : phase;
+    }
+    const n = c.dense_every;
+    return n > 0 && (step - start) % n === n - 1 ? "dense" : phase;
   }
 
   /** Whether `next(step)` needs a reading (a monitor check is due at this step). */
@@ -466,30 +481,32 @@ export class SsdSchedule {
       if (reading) check = this.#check(events, step, reading);
     }
     this.#step = step + 1;
-    return { phase: this.#phase, events, check };
+    return { phase: this.#stepPhase(step, this.#phase, this.#phaseStart), events, check };
   }
 
   #go(events: SwitchEvent[], step: number, to: Phase, reason: SwitchReason, sim: number | null) {
-    const e: SwitchEvent = { event: "switch", from: this.#phase, to, step, similarity: sim, reason };
+    const e: SwitchEvent = {
+      event: "switch",
+      from: this.#phase,
+      to,
+      step,
+      similarity: sim,
+      reason,
+    };
     events.push(e);
     this.#history.push(e);
     this.#phase = to;
     this.#phaseStart = step;
   }
 
-  /** The tail: dense (or refit) ends dense, mixed alternates sparse and dense steps. */
+  /** The tail: dense (or refit) ends dense; mixed is one sparse phase whose every other step is dense. */
   #tail(events: SwitchEvent[], step: number): void {
     this.#sparseEnd = null;
     if (this.config.ending !== "mixed") {
       if (this.#phase === "sparse") this.#go(events, step, "dense", "final", null);
-      return;
-    }
-    const phase = this.#tailPhase(step);
-    // One event where the tail starts; its steps then alternate without events.
-    if (step === this.tailStart && this.#phase === "dense") {
+    } else if (this.#phase === "dense") {
       this.#go(events, step, "sparse", "final", null);
     }
-    this.#phase = phase;
   }
 
   /** Applies a due check's reading: a switch to sparse, an early end of one, or nothing. */

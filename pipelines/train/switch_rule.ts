@@ -153,10 +153,12 @@ export function checkRuleConfig(c: RuleConfig): void {
       throw new ConfigError(`${flag} must be in [0, 1], got ${v}`);
     }
   }
-  for (const [k, flag] of [["plateau_tolerance", "--plateau-tolerance"], [
-    "guard_tolerance",
-    "--guard-tolerance",
-  ]] as const) {
+  for (
+    const [k, flag] of [["plateau_tolerance", "--plateau-tolerance"], [
+      "guard_tolerance",
+      "--guard-tolerance",
+    ]] as const
+  ) {
     const v = c[k];
     if (typeof v !== "number" || !Number.isFinite(v) || v < 0) {
       throw new ConfigError(`${flag} must be a number >= 0, got ${v}`);

@@ -156,7 +156,10 @@ Deno.test("SsdSchedule: no switch to sparse inside the tail", () => {
   assert.equal(r.checkSteps.at(-1), 85);
   for (let step = 90; step < 100; step++) assert.equal(s.needsMonitor(step), false);
   // With patience 1 the switch at 85 happens, and its sparse phase is cut to 5 steps.
-  const p1 = drive(new SsdSchedule({ ...SMALL, patience: 1 }, RUN), (st) => sim(st >= 85 ? 0.99 : 0.2));
+  const p1 = drive(
+    new SsdSchedule({ ...SMALL, patience: 1 }, RUN),
+    (st) => sim(st >= 85 ? 0.99 : 0.2),
+  );
   assert.deepEqual(p1.events, [
     sw("dense", "sparse", 85, "stable", 0.99),
     sw("sparse", "dense", 90, "final"),
@@ -238,6 +241,32 @@ Deno.test("SsdSchedule: endings: dense, refit, mixed and sparse", () => {
   assert.equal(sp.phase, "sparse");
 });
 
+Deno.test("SsdSchedule: dense_every interleaves dense steps in sparse phases, without events", () => {
+  const plain = drive(new SsdSchedule(SMALL, RUN), always(0.95));
+  const s = new SsdSchedule({ ...SMALL, dense_every: 4 }, RUN);
+  const r = drive(s, always(0.95));
+  // The same phases and checks; within each sparse phase every 4th step (offsets 3, 7, ...) is dense.
+  assert.deepEqual(r.events, plain.events);
+  assert.deepEqual(r.checkSteps, plain.checkSteps);
+  const want = plain.phases.map((p, i) => {
+    const start = [15, 40, 65].findLast((a) => a <= i) ?? 0;
+    return p === "sparse" && (i - start) % 4 === 3 ? "dense" : p;
+  });
+  assert.deepEqual(r.phases, want);
+  assert.deepEqual(r.phases.slice(15, 23), [
+    "sparse",
+    "sparse",
+    "sparse",
+    "dense",
+    "sparse",
+    "sparse",
+    "sparse",
+    "dense",
+  ]);
+  for (let i = 0; i < 100; i++) assert.equal(s.phaseAt(i), r.phases[i], `phaseAt(${i})`);
+  assert.throws(() => new SsdSchedule({ ...SMALL, dense_every: -1 }, RUN), /--dense-every/);
+});
+
 Deno.test("SsdSchedule: sparse switches once at sparse_from and stays sparse to the end", () => {
   const s = new SsdSchedule({ ...SMALL, schedule: "sparse", sparse_from: 30 }, RUN);
   const r = drive(s, () => {
@@ -270,7 +299,8 @@ Deno.test("SsdSchedule: resume after every step continues the run, under every r
   const endings: Ending[] = ["dense", "mixed", "sparse"];
   for (const switch_rule of SWITCH_RULES) {
     for (const ending of endings) {
-      const config = { ...SMALL, switch_rule, ending, plateau_tolerance: 0.05 };
+      const dense_every = ending === "dense" ? 3 : 0;
+      const config = { ...SMALL, switch_rule, ending, dense_every, plateau_tolerance: 0.05 };
       const full = drive(new SsdSchedule(config, RUN), MIXED_SCRIPT);
       assert.ok(full.events.length >= 2, `${switch_rule}/${ending} switches`);
       for (let cut = 0; cut <= 100; cut++) {

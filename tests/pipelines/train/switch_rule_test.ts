@@ -17,8 +17,8 @@ import {
   type MonitorReading,
   readingsFor,
   type RuleConfig,
-  type SwitchRule,
   SWITCH_RULES,
+  type SwitchRule,
 } from "../../../pipelines/train/switch_rule.ts";
 
 const BASE: RuleConfig = {
@@ -63,9 +63,13 @@ Deno.test("plateau: the ARI rose less than the tolerance since the previous chec
   assert.equal(isStable(rule("plateau"), R({ similarity: 0.99 }), null), false);
   // A rise of exactly the tolerance is still rising.
   assert.equal(
-    isStable({ ...rule("plateau"), plateau_tolerance: 0.25 }, R({ similarity: 0.75 }), R({
-      similarity: 0.5,
-    })),
+    isStable(
+      { ...rule("plateau"), plateau_tolerance: 0.25 },
+      R({ similarity: 0.75 }),
+      R({
+        similarity: 0.5,
+      }),
+    ),
     false,
   );
 });
@@ -89,7 +93,10 @@ Deno.test("overlap, coverage, guard: their own reading against their own thresho
     [false, false, true, true, false],
   );
   // No rule reads another rule's reading.
-  assert.equal(isStable(rule("coverage"), R({ similarity: 1, overlap: 1, moe_gap: 0 }), null), false);
+  assert.equal(
+    isStable(rule("coverage"), R({ similarity: 1, overlap: 1, moe_gap: 0 }), null),
+    false,
+  );
 });
 
 Deno.test("endsSparse: drift under every rule, the guard only under the guard rule", () => {
@@ -97,7 +104,10 @@ Deno.test("endsSparse: drift under every rule, the guard only under the guard ru
     const c = rule(name);
     assert.equal(endsSparse(c, R({ similarity: 0.49 })), "drift", name);
     assert.equal(endsSparse(c, R({ similarity: 0.5 })), null, name);
-    assert.equal(endsSparse(c, R({ similarity: 0.9, moe_gap: 0.2 })), name === "guard" ? "guard" : null);
+    assert.equal(
+      endsSparse(c, R({ similarity: 0.9, moe_gap: 0.2 })),
+      name === "guard" ? "guard" : null,
+    );
   }
   assert.equal(endsSparse(rule("guard"), R({ similarity: 0.9, moe_gap: 0.03 })), null);
   // Dense mode falling behind the MoE ends the phase too.
