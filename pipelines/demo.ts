@@ -34,8 +34,6 @@ export const DEMO_TRAIN_OVERRIDES: Readonly<Partial<TrainConfig>> = Object.freez
   steps: 1500,
   save_every: 300,
   eval_every: 250,
-  stable_threshold: 0.85,
-  sparse_steps: 400,
   val_tokens: 65536,
   out: "runs/demo",
 });

@@ -46,20 +46,28 @@ export const SPARSE_ENTRY: Readonly<GridEntry> = Object.freeze({
 
 /**
  * The SSD schedules of the default sweep. Each varies one knob of the
- * defaults (threshold 0.9, patience 2, sparse phases of 500 steps, checks
- * every 100 steps, final dense 10%), except `demo`: the settings of
- * `ssd demo` and of the three-run benchmark.
+ * defaults (the guard rule at 2%, every 4th sparse step dense, sparse
+ * phases of at most 500 steps, a mixed tail of 10%): the switch rule (each
+ * with its default threshold, and the first rule at a lower one), the
+ * guard's tolerance, the interleaved dense steps, the phase length, and the
+ * ending.
  */
 export const SCHEDULE_GRID: readonly GridEntry[] = Object.freeze([
   { name: "defaults", overrides: {}, default: true },
-  { name: "threshold-0.8", overrides: { stable_threshold: 0.8 } },
-  { name: "threshold-0.85", overrides: { stable_threshold: 0.85 } },
-  { name: "patience-1", overrides: { patience: 1 } },
+  { name: "rule-threshold", overrides: { switch_rule: "threshold" } },
+  { name: "rule-threshold-0.8", overrides: { switch_rule: "threshold", stable_threshold: 0.8 } },
+  { name: "rule-plateau", overrides: { switch_rule: "plateau" } },
+  { name: "rule-overlap", overrides: { switch_rule: "overlap" } },
+  { name: "rule-coverage", overrides: { switch_rule: "coverage" } },
+  { name: "guard-0.01", overrides: { guard_tolerance: 0.01 } },
+  { name: "guard-0.04", overrides: { guard_tolerance: 0.04 } },
+  { name: "dense-every-0", overrides: { dense_every: 0 } },
+  { name: "dense-every-8", overrides: { dense_every: 8 } },
   { name: "sparse-250", overrides: { sparse_steps: 250 } },
   { name: "sparse-1000", overrides: { sparse_steps: 1000 } },
-  { name: "monitor-50", overrides: { monitor_every: 50 } },
-  { name: "final-dense-0", overrides: { final_dense: 0 } },
-  { name: "demo", overrides: { stable_threshold: 0.85, sparse_steps: 400 } },
+  { name: "ending-dense", overrides: { ending: "dense" } },
+  { name: "ending-refit", overrides: { ending: "refit" } },
+  { name: "ending-sparse", overrides: { ending: "sparse" } },
 ]);
 
 /**

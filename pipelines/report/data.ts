@@ -20,7 +20,12 @@ import {
   type StepMetrics,
 } from "../train/metrics.ts";
 import { newestRunCheckpoint } from "../train/run_folder.ts";
-import { type Phase, SWITCH_REASONS, type SwitchEvent, type SwitchReason } from "../train/schedule.ts";
+import {
+  type Phase,
+  SWITCH_REASONS,
+  type SwitchEvent,
+  type SwitchReason,
+} from "../train/schedule.ts";
 
 export type { Phase };
 export { METRICS_FILE };

@@ -176,11 +176,9 @@ function printTable(config: TrainConfig, rows: readonly ScheduleRow[]): void {
 
 /** The three-run comparison with the demo's schedule settings. */
 async function threeRuns(a: BenchArgs): Promise<void> {
-  const { steps, stable_threshold, sparse_steps, val_tokens } = DEMO_TRAIN_OVERRIDES;
+  const { steps, val_tokens } = DEMO_TRAIN_OVERRIDES;
   const shared = {
     steps,
-    stable_threshold,
-    sparse_steps,
     val_tokens,
     eval_every: 0,
     save_every: 0,

@@ -22,6 +22,8 @@ const TINY = [
   "0",
   "--monitor-every",
   "5",
+  "--switch-rule",
+  "threshold",
   "--stable-threshold",
   "0",
   "--sparse-steps",

@@ -159,10 +159,10 @@ Deno.test("gridDocument() has the contract's keys in order and drops the run fol
 Deno.test("selectRuns(): dense first and always, --only keeps the named runs in grid order", () => {
   const all = selectRuns(null).map((e) => e.name);
   assert.deepEqual(all, ["dense", "sparse", ...SCHEDULE_GRID.map((e) => e.name)]);
-  assert.deepEqual(selectRuns(["demo", "defaults"]).map((e) => e.name), [
+  assert.deepEqual(selectRuns(["rule-plateau", "defaults"]).map((e) => e.name), [
     "dense",
     "defaults",
-    "demo",
+    "rule-plateau",
   ]);
   assert.deepEqual(selectRuns(["sparse", "dense"]).map((e) => e.name), ["dense", "sparse"]);
   assert.deepEqual(selectRuns([]).map((e) => e.name), ["dense"]);
@@ -215,7 +215,7 @@ Deno.test("the default grid: one defaults entry, and each entry resolves to exac
   assert.equal((await resolveTrainConfig(runFlags(DENSE_ENTRY, shared))).schedule, "dense");
   assert.equal((await resolveTrainConfig(runFlags(SPARSE_ENTRY, shared))).schedule, "sparse");
   // An entry wins over a shared flag of the same key.
-  const low = SCHEDULE_GRID.find((e) => e.name === "threshold-0.8")!;
+  const low = SCHEDULE_GRID.find((e) => e.name === "rule-threshold-0.8")!;
   assert.equal(runFlags(low, { ...shared, stable_threshold: 0.5 }).stable_threshold, 0.8);
 });
 

@@ -7,8 +7,8 @@
 import {
   DENSE_ENTRY,
   gridDocument,
+  type GridEntry,
   type RunOutcome,
-  SCHEDULE_GRID,
   type ScheduleGridDoc,
   scheduleRows,
   SPARSE_ENTRY,
@@ -49,6 +49,7 @@ export const toSparse = (step: number, similarity: number | null = 0.93): Switch
   to: "sparse",
   step,
   similarity,
+  reason: similarity === null ? "static" : "stable",
 });
 
 /** A switch back to dense at `step`. */
@@ -58,6 +59,7 @@ export const toDense = (step: number): SwitchEvent => ({
   to: "dense",
   step,
   similarity: null,
+  reason: "length",
 });
 
 /** An SSD run with one sparse phase `[from, to)` of a 1500-step run. */
@@ -96,9 +98,22 @@ export const OUTCOMES: Record<string, [string, Outcome]> = {
   "demo": ["ssd", ssd(1.9971, 2.0481, 1000, 1350)],
 };
 
+/** The grid the fixture was "trained" with (its own, so the live grid can change). */
+export const FIXTURE_GRID: readonly GridEntry[] = [
+  { name: "defaults", overrides: {}, default: true },
+  { name: "threshold-0.8", overrides: { stable_threshold: 0.8 } },
+  { name: "threshold-0.85", overrides: { stable_threshold: 0.85 } },
+  { name: "patience-1", overrides: { patience: 1 } },
+  { name: "sparse-250", overrides: { sparse_steps: 250 } },
+  { name: "sparse-1000", overrides: { sparse_steps: 1000 } },
+  { name: "monitor-50", overrides: { monitor_every: 50 } },
+  { name: "final-dense-0", overrides: { final_dense: 0 } },
+  { name: "demo", overrides: { stable_threshold: 0.85, sparse_steps: 400 } },
+];
+
 /** The sweep document of `OUTCOMES`, as `bench:schedules --grid` writes it. */
 export function gridFixture(complete = true): ScheduleGridDoc {
-  const entries = [DENSE_ENTRY, SPARSE_ENTRY, ...SCHEDULE_GRID];
+  const entries = [DENSE_ENTRY, SPARSE_ENTRY, ...FIXTURE_GRID];
   const runs = entries.map((entry) => {
     const [schedule, o] = OUTCOMES[entry.name];
     return { entry, run: outcome(schedule, o) };

@@ -221,6 +221,7 @@ Deno.test("runReport() on a tiny real SSD training run", async () => {
       data,
       schedule: "ssd",
       monitor_every: 10,
+      switch_rule: "threshold",
       stable_threshold: 0,
       patience: 1,
       sparse_steps: 10,
