@@ -7,13 +7,11 @@
  * (e.g. `--steps 2000`, `--data FILE`).
  *
  * Default (three runs): `--schedule dense`, `sparse` (the static baseline:
- * MoE-fied once at `--sparse-from`) and `ssd`, printed as one table;
- * `--json` prints one JSON document instead. The runs are the demo's
- * (`DEMO_TRAIN_OVERRIDES`: the default model, 1500 steps, SSD threshold
- * 0.85, sparse phases of 400 steps), final loss on the first 65,536
- * validation bytes: about 20 minutes on the 2-core llvmpipe machine. The
- * default threshold, 0.9, is reached only near 75% of such a run
- * (`--stable-threshold 0.9 --steps 2000` to see it).
+ * MoE-fied once at `--sparse-from`) and `ssd` with the schedule's own
+ * defaults, printed as one table; `--json` prints one JSON document
+ * instead. The runs are the demo's length (1500 steps), final loss on the
+ * first 65,536 validation bytes: about 15 minutes on the 2-core llvmpipe
+ * machine.
  *
  * `--grid`: the schedule sweep ("the frontier"): dense, the static baseline
  * and every SSD schedule of `SCHEDULE_GRID` (pipelines/bench/schedule_grid.ts),
