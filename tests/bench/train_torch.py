@@ -86,13 +86,16 @@ def main():
     ms = (time.perf_counter() - t0) * 1000 / steps
     # Debian's torch links the generic libblas.so.3; which library that is at run time
     # (reference BLAS, OpenBLAS, BLIS...) is chosen by update-alternatives.
+    # The shim (LD_PRELOAD) wins over libblas.so.3 when it is loaded.
     blas = "unknown"
     with open("/proc/self/maps") as maps:
-        for line in maps:
-            path = line.split()[-1]
-            if "blas" in path and path.endswith(".so.3") or "libopenblas" in path:
-                blas = path
-                break
+        paths = [line.split()[-1] for line in maps if "/" in line]
+    for path in paths:
+        if "sgemm_dnnl" in path:
+            blas = "oneDNN sgemm (" + path + ")"
+            break
+        if ("blas" in path and path.endswith(".so.3")) or "libopenblas" in path:
+            blas = path
     print(json.dumps({
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
