@@ -27,7 +27,8 @@
  *   training op (`moeFfnTrain`), the decode GEMVs (`moeFfnDecode`), and the
  *   KV-cache `Decoder` with on-GPU sampling (`core/nn/decode.ts`).
  * - Pipelines (`pipelines/`): `runTrain`, `runEval`, `runGenerate`,
- *   `runInspect`, `runProfile`, `runMoefy`, `runBench`, `runReport`,
+ *   `runInspect`, `runExport` (a checkpoint as a Hugging Face GPT-2 or
+ *   nanoGPT folder), `runProfile`, `runMoefy`, `runBench`, `runReport`,
  *   `runDemo`, the jobs behind the `ssd` subcommands.
  *
  * @example

@@ -12,6 +12,7 @@ import { benchCommand } from "./bench.ts";
 import { demoCommand } from "./demo.ts";
 import { deviceCommand } from "./device.ts";
 import { evalCommand } from "./eval.ts";
+import { exportCommand } from "./export.ts";
 import { generateCommand } from "./generate.ts";
 import { inspectCommand } from "./inspect.ts";
 import { moefyCommand } from "./moefy.ts";
@@ -48,6 +49,7 @@ export function buildProgram(): Command {
   program.addCommand(demoCommand());
   program.addCommand(deviceCommand());
   program.addCommand(evalCommand());
+  program.addCommand(exportCommand());
   program.addCommand(generateCommand());
   program.addCommand(inspectCommand());
   program.addCommand(moefyCommand());

@@ -2,8 +2,8 @@
  * @module
  * The jobs behind the `ssd` subcommands, each returning data (the CLI only
  * parses flags and prints): `runTrain`, `runEval`, `runGenerate`,
- * `runInspect`, `runProfile`, `runMoefy`, `runBench`, `runReport`,
- * `runDemo`, with their configs and reports.
+ * `runInspect`, `runExport`, `runProfile`, `runMoefy`, `runBench`,
+ * `runReport`, `runDemo`, with their configs and reports.
  */
 export { runTrain, type TrainHooks, type TrainOptions, type TrainSummary } from "./train/run.ts";
 export type { FinalMetrics, MetricsLine, MetricsRecord, StepMetrics } from "./train/metrics.ts";
@@ -30,6 +30,14 @@ export {
   type TensorSummary,
   type TrainStateSummary,
 } from "./inspect.ts";
+export {
+  EXPORT_FORMATS,
+  type ExportConfig,
+  type ExportedFile,
+  type ExportFormat,
+  type ExportReport,
+  runExport,
+} from "./export.ts";
 export {
   type CheckpointProfile,
   type LayerProfile,
