@@ -15,7 +15,15 @@ export {
   type TrainConfig,
 } from "./train/config.ts";
 export type { AccountingSummary, PhaseTotals } from "./train/accounting.ts";
-export type { Phase, ScheduleConfig, ScheduleKind, SwitchEvent } from "./train/schedule.ts";
+export type {
+  Ending,
+  Phase,
+  ScheduleConfig,
+  ScheduleKind,
+  SwitchEvent,
+  SwitchReason,
+} from "./train/schedule.ts";
+export type { MonitorReading, RuleConfig, SwitchRule } from "./train/switch_rule.ts";
 export { FAMILIES, type ProfileShares } from "./train/kernel_profile.ts";
 export type { FlatConfig } from "./config.ts";
 
