@@ -1,6 +1,6 @@
 /**
  * Flags and progress output shared by `ssd train` and `ssd demo` (whose
- * defaults differ): the schedule's options and the training progress line.
+ * defaults differ): the schedule's options and the training progress fields.
  */
 import type { Command } from "commander";
 import type { StepMetrics } from "../pipelines/train/metrics.ts";
@@ -8,6 +8,7 @@ import type { TrainHooks } from "../pipelines/train/run.ts";
 import { ENDINGS, type ScheduleConfig } from "../pipelines/train/schedule.ts";
 import { SWITCH_RULES } from "../pipelines/train/switch_rule.ts";
 import { intArg, numArg } from "./_flags.ts";
+import type { Progress } from "./_progress.ts";
 
 /**
  * Adds the SSD schedule's flags with `d`'s values in their help:
@@ -87,55 +88,23 @@ export function scheduleOptions(cmd: Command, d: ScheduleConfig): Command {
     );
 }
 
-/** Seconds as "4m05s", or "12.3s" under a minute. */
-export function fmtDuration(s: number): string {
-  if (!Number.isFinite(s)) return "?";
-  const m = Math.floor(s / 60);
-  return m > 0 ? `${m}m${String(Math.round(s % 60)).padStart(2, "0")}s` : `${s.toFixed(1)}s`;
-}
-
 /**
- * Progress on stderr for a training run of `steps` steps: a redrawn bar on a
- * terminal, else a line at the first step, every 5% and at least every 15 s.
- * Shared by `ssd train` and `ssd demo`.
+ * Training progress on `progress`: step/total, loss, the latest validation
+ * loss, tok/s and ms/step (a line too wide loses ms/step first, then tok/s,
+ * ...), and the pipeline's log lines. Shared by `ssd train` and `ssd demo`.
  */
-export function progressHooks(steps: number): TrainHooks & { err(s: string): void; tty: boolean } {
-  const enc = new TextEncoder();
-  const err = (s: string) => Deno.stderr.writeSync(enc.encode(s));
-  const tty = Deno.stderr.isTerminal();
-  const every = Math.max(1, Math.floor(steps / 20));
-  let lastDraw = 0;
-  let lastVal = "";
-  const t0 = performance.now();
-  let firstStep = -1;
-  const onStep = (m: StepMetrics, total: number) => {
-    if (firstStep < 0) firstStep = m.step - 1;
-    const elapsed = (performance.now() - t0) / 1000;
-    const done = m.step - firstStep;
-    const eta = (elapsed / done) * (total - m.step);
-    const line = `step ${m.step}/${total} | loss ${m.loss.toFixed(4)}${lastVal} | ` +
-      `${Math.round(m.tokens_per_s)} tok/s | ${m.ms_per_step.toFixed(0)} ms/step | ` +
-      `ETA ${fmtDuration(eta)}`;
-    const now = performance.now();
-    if (tty) {
-      if (now - lastDraw > 100 || m.step === total) {
-        const bar = "#".repeat(Math.round((20 * m.step) / total)).padEnd(20, ".");
-        err(`\r\x1b[K[${bar}] ${line}`);
-        lastDraw = now;
-      }
-    } else if (
-      m.step === firstStep + 1 || m.step % every === 0 || m.step === total ||
-      now - lastDraw > 15000
-    ) {
-      err(line + "\n");
-      lastDraw = now;
-    }
-  };
+export function trainHooks(progress: Progress): TrainHooks {
+  let val = "";
   return {
-    err,
-    tty,
-    onStep,
-    onEval: (_step, r) => (lastVal = ` | val ${r.nll.toFixed(4)}`),
-    log: (l) => err((tty ? "\r\x1b[K" : "") + l + "\n"),
+    onStep: (m: StepMetrics, total: number) =>
+      progress.update(m.step, total, [
+        `step ${m.step}/${total}`,
+        `loss ${m.loss.toFixed(4)}`,
+        val,
+        `${Math.round(m.tokens_per_s)} tok/s`,
+        `${m.ms_per_step.toFixed(0)} ms/step`,
+      ]),
+    onEval: (_step, r) => (val = `val ${r.nll.toFixed(4)}`),
+    log: (line) => progress.log(line),
   };
 }

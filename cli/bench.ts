@@ -2,8 +2,8 @@
  * `ssd bench CKPT`: dense against MoE inference at each k (pipelines/bench/run.ts):
  * FFN FLOPs, validation loss, prefill throughput and KV-cache decode speed
  * with the FFN's share of GPU time. Two tables on stdout by default; with
- * `--json` one JSON document (its contract is documented in pipelines/bench/json.ts). Stage
- * lines go to stderr when it is a terminal.
+ * `--json` one JSON document (its contract is documented in pipelines/bench/json.ts). The
+ * stage being measured goes to stderr, nothing with `--json`.
  */
 import { Command, Option } from "commander";
 import {
@@ -14,7 +14,7 @@ import {
   runBench,
 } from "../pipelines/bench/run.ts";
 import { intListArg, positiveInt } from "./_flags.ts";
-import { statusLine, withProgress } from "./_status_line.ts";
+import { withProgress } from "./_progress.ts";
 
 /** Options of `ssd bench`, as commander parses them. */
 export interface BenchFlags {
@@ -84,7 +84,7 @@ export function benchCommand(): Command {
     .option("--reps <n>", "timed repetitions (the median is reported)", positiveInt, d.reps)
     .option("--json", "print one JSON document on stdout")
     .action(async (checkpoint: string, flags: BenchFlags) => {
-      const report = await withProgress(stageLine, (stage) =>
+      const report = await withProgress({ quiet: flags.json }, (progress) =>
         runBench({
           checkpoint,
           top_k: flags.topK ?? null,
@@ -95,7 +95,7 @@ export function benchCommand(): Command {
           data: flags.data ?? null,
           val_tokens: flags.valTokens,
           reps: flags.reps,
-        }, { onStage: stage?.update }));
+        }, { onStage: (what) => progress.stage(`bench: ${what}`) }));
       console.log(flags.json ? JSON.stringify(benchJson(report), null, 2) : formatBench(report));
     });
 }
@@ -176,10 +176,4 @@ export function formatBench(r: BenchReport): string {
     "Decode (KV cache; one step = one token for each sequence)",
     second,
   ].join("\n");
-}
-
-/** The stage being measured, on a status line. */
-function stageLine(): { update(what: string): void; done(): void } {
-  const line = statusLine();
-  return { update: (what) => line.draw(`bench: ${what}...`), done: line.done };
 }

@@ -2,15 +2,16 @@
  * `ssd demo` (`deno task demo`): the main job on the embedded corpus: SSD
  * training, profile, bench and report in one run (pipelines/demo.ts). Takes
  * `ssd train`'s model and schedule flags to change the demo's config;
- * progress on stderr, at the end where every output went (`--json`: one
- * JSON document).
+ * progress on stderr (none with `--json`), at the end where every output
+ * went (`--json`: one JSON document).
  */
 import { Command, Option } from "commander";
 import { defaultTopK } from "../core/nn/moe_layout.ts";
 import { DEMO_TRAIN_OVERRIDES as DEMO, type DemoResult, runDemo } from "../pipelines/demo.ts";
 import { DEFAULT_SCHEDULE_CONFIG } from "../pipelines/train/schedule.ts";
 import { intArg, intListArg, snakeKeys } from "./_flags.ts";
-import { progressHooks, scheduleOptions } from "./_train_flags.ts";
+import { withProgress } from "./_progress.ts";
+import { scheduleOptions, trainHooks } from "./_train_flags.ts";
 
 interface DemoFlags {
   json?: boolean;
@@ -55,14 +56,16 @@ export function demoCommand(): Command {
     .action(async (flags: DemoFlags) => {
       const { json, force, benchBatch, benchTokens, ...rest } = flags;
       const train = snakeKeys(rest);
-      const progress = progressHooks(Number(train.steps ?? DEMO.steps));
-      const result = await runDemo({
-        train,
-        bench_batch: benchBatch,
-        bench_tokens: benchTokens,
-        log: progress.log,
-        trainHooks: progress,
-        force,
+      const result = await withProgress({ quiet: json }, (progress) => {
+        const hooks = trainHooks(progress);
+        return runDemo({
+          train,
+          bench_batch: benchBatch,
+          bench_tokens: benchTokens,
+          log: hooks.log,
+          trainHooks: hooks,
+          force,
+        });
       });
       console.log(json ? JSON.stringify(demoJson(result), null, 2) : formatDemo(result));
     });

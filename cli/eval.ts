@@ -1,13 +1,13 @@
 /**
  * `ssd eval CKPT`: the deterministic eval (mean next-token NLL over
  * every token of the text) as a small table, or with `--json` one JSON
- * object with exactly the keys nll, bpb, ppl, tokens, top_k. A progress line with tokens/s and ETA
- * goes to stderr when stderr is a terminal.
+ * object with exactly the keys nll, bpb, ppl, tokens, top_k. Progress (tokens
+ * scored, tokens/s, ETA) goes to stderr, none with `--json`.
  */
 import { Command } from "commander";
 import { DEFAULT_EVAL_CONFIG, type EvalReport, runEval } from "../pipelines/eval.ts";
 import { expertFlags, positiveInt } from "./_flags.ts";
-import { statusLine, withProgress } from "./_status_line.ts";
+import { type Progress, withProgress } from "./_progress.ts";
 
 /** Options of `ssd eval`, as commander parses them. */
 export interface EvalFlags {
@@ -40,7 +40,7 @@ export function evalCommand(): Command {
   return expertFlags(cmd, "evaluate an MoE checkpoint with all experts (the dense model)")
     .option("--json", "print one JSON object (nll, bpb, ppl, tokens, top_k) on stdout")
     .action(async (checkpoint: string, flags: EvalFlags) => {
-      const report = await withProgress(progressLine, (progress) =>
+      const report = await withProgress({ quiet: flags.json }, (progress) =>
         runEval(
           {
             checkpoint,
@@ -49,7 +49,7 @@ export function evalCommand(): Command {
             top_k: flags.topK ?? null,
             dense: flags.dense ?? false,
           },
-          { onProgress: progress?.update },
+          { onProgress: (done, total) => evalProgress(progress, done, total) },
         ));
       console.log(flags.json ? JSON.stringify(evalJson(report)) : formatEval(report));
     });
@@ -75,18 +75,11 @@ export function formatEval(r: EvalReport): string {
   return rows.map(([k, v]) => `  ${k.padEnd(w)}  ${v}`).join("\n");
 }
 
-/** Tokens scored, rate and ETA, on a status line. */
-function progressLine(): { update(done: number, total: number): void; done(): void } {
-  const line = statusLine();
-  return {
-    update(done, total) {
-      const rate = done / Math.max(line.elapsed(), 1e-9);
-      const eta = rate > 0 ? (total - done) / rate : 0;
-      const pct = ((100 * done) / total).toFixed(0).padStart(3);
-      line.draw(
-        `eval ${pct}%  ${done}/${total} tokens  ${rate.toFixed(0)} tok/s  ETA ${eta.toFixed(0)}s`,
-      );
-    },
-    done: line.done,
-  };
+/** Tokens scored of all, and the rate (the ETA is the display's). */
+function evalProgress(progress: Progress, done: number, total: number): void {
+  progress.update(done, total, (rate) => [
+    `eval ${Math.floor((100 * done) / total)}%`,
+    `${done}/${total} tokens`,
+    rate === null ? "" : `${rate.toFixed(0)} tok/s`,
+  ]);
 }

@@ -1,11 +1,13 @@
 /**
  * `ssd moefy CKPT --experts E -o OUT`: flags → `runMoefy`; prints per-layer
  * router and oracle coverage, and the validation loss at each k next to the
- * dense loss (a table, or `--json`).
+ * dense loss (a table, or `--json`). Progress (layers clustered) goes to
+ * stderr, none with `--json`.
  */
 import { Command, Option } from "commander";
 import { DEFAULT_MOEFY_CONFIG, type MoefyReport, runMoefy } from "../pipelines/moefy.ts";
 import { intArg, positiveInt } from "./_flags.ts";
+import { withProgress } from "./_progress.ts";
 
 interface MoefyFlags {
   experts: number;
@@ -53,19 +55,22 @@ export function moefyCommand(): Command {
     .option("--seed <n>", "seed of k-means++ and the router fit", intArg, d.seed)
     .option("--json", "print one JSON document")
     .action(async (checkpoint: string, f: MoefyFlags) => {
-      const report = await runMoefy({
-        checkpoint,
-        out: f.output,
-        experts: f.experts,
-        top_k: f.topK ?? null,
-        method: f.method,
-        router: f.router,
-        data: f.data ?? null,
-        tokens: f.tokens,
-        eval_tokens: f.evalTokens,
-        iters: f.iters,
-        seed: f.seed,
-      });
+      const report = await withProgress({ quiet: f.json }, (progress) =>
+        runMoefy({
+          checkpoint,
+          out: f.output,
+          experts: f.experts,
+          top_k: f.topK ?? null,
+          method: f.method,
+          router: f.router,
+          data: f.data ?? null,
+          tokens: f.tokens,
+          eval_tokens: f.evalTokens,
+          iters: f.iters,
+          seed: f.seed,
+        }, {
+          onLayer: (done, total) => progress.update(done, total, [`moefy layer ${done}/${total}`]),
+        }));
       console.log(f.json ? JSON.stringify(report, null, 2) : formatMoefy(report));
     });
 }

@@ -3,7 +3,7 @@
  * which neurons fire, and between consecutive checkpoints how stable the
  * activation structure is (pattern similarity of the expert partitions). Tables on stdout,
  * `--json` one JSON document, `--out DIR` the per-neuron arrays as .npy
- * files; a progress line goes to stderr when stderr is a terminal.
+ * files; progress goes to stderr, none with `--json`.
  */
 import { Command } from "commander";
 import {
@@ -13,7 +13,7 @@ import {
   runProfile,
 } from "../pipelines/profile/run.ts";
 import { nonNegativeInt, positiveInt } from "./_flags.ts";
-import { statusLine, withProgress } from "./_status_line.ts";
+import { type Progress, withProgress } from "./_progress.ts";
 
 /** Options of `ssd profile`, as commander parses them. */
 export interface ProfileFlags {
@@ -71,7 +71,7 @@ export function profileCommand(): Command {
     )
     .option("--json", "print one JSON document on stdout instead of tables")
     .action(async (checkpoints: string[], flags: ProfileFlags) => {
-      const report = await withProgress(progressLine, (progress) =>
+      const report = await withProgress({ quiet: flags.json }, (progress) =>
         runProfile(
           {
             checkpoints,
@@ -84,7 +84,10 @@ export function profileCommand(): Command {
             seed: flags.seed,
             out: flags.out ?? null,
           },
-          { onProgress: progress?.update },
+          {
+            onProgress: (ck, count, done, total) =>
+              profileProgress(progress, ck, count, done, total),
+          },
         ));
       console.log(flags.json ? JSON.stringify(report, null, 2) : formatProfile(report));
     });
@@ -169,22 +172,17 @@ export function formatProfile(r: ProfileReport): string {
   return parts.join("\n\n");
 }
 
-/** Checkpoint, tokens, rate and ETA over all checkpoints, on a status line. */
-function progressLine(): {
-  update(ck: number, count: number, done: number, total: number): void;
-  done(): void;
-} {
-  const line = statusLine();
-  return {
-    update(ck, count, done, total) {
-      const finished = ck * total + done;
-      const rate = finished / Math.max(line.elapsed(), 1e-9);
-      const eta = rate > 0 ? (count * total - finished) / rate : 0;
-      line.draw(
-        `profile checkpoint ${ck + 1}/${count}  ${done}/${total} tokens  ` +
-          `${rate.toFixed(0)} tok/s  ETA ${eta.toFixed(0)}s`,
-      );
-    },
-    done: line.done,
-  };
+/** The checkpoint, its probe tokens done, and the rate; the work is all checkpoints' tokens. */
+function profileProgress(
+  progress: Progress,
+  ck: number,
+  count: number,
+  done: number,
+  total: number,
+): void {
+  progress.update(ck * total + done, count * total, (rate) => [
+    `profile ckpt ${ck + 1}/${count}`,
+    `${done}/${total} tokens`,
+    rate === null ? "" : `${rate.toFixed(0)} tok/s`,
+  ]);
 }

@@ -1,8 +1,9 @@
 /**
- * `ssd train`: flags → `TrainConfig` → `runTrain`. Progress goes to stderr,
- * the summary to stdout (`--json`: one JSON document). SIGINT, SIGTERM and
- * SIGHUP stop after the current step (or the final evaluation) and save a
- * checkpoint before exiting with 128 + the signal's number.
+ * `ssd train`: flags → `TrainConfig` → `runTrain`. Progress and log lines go
+ * to stderr (none with `--json`), the summary to stdout (`--json`: one JSON
+ * document). SIGINT, SIGTERM and SIGHUP stop after the current step (or the
+ * final evaluation) and save a checkpoint before exiting with 128 + the
+ * signal's number.
  */
 import { Command, Option } from "commander";
 import {
@@ -15,7 +16,9 @@ import { runTrain, type TrainSummary } from "../pipelines/train/run.ts";
 import { FAMILIES } from "../pipelines/train/kernel_profile.ts";
 import { DEFAULT_SCHEDULE_CONFIG } from "../pipelines/train/schedule.ts";
 import { intArg, numArg, snakeKeys } from "./_flags.ts";
-import { fmtDuration, progressHooks, scheduleOptions } from "./_train_flags.ts";
+import { fmtDuration } from "./_columns.ts";
+import { Progress } from "./_progress.ts";
+import { scheduleOptions, trainHooks } from "./_train_flags.ts";
 
 /** Flags that are not config keys. */
 interface TrainFlags {
@@ -150,7 +153,7 @@ async function trainWithProgress(
   config: TrainConfig,
   opts: { resume: string | null; force?: boolean; profile?: boolean; json?: boolean },
 ): Promise<{ summary: TrainSummary; signal: keyof typeof SIGNAL_EXIT | null }> {
-  const { err, tty, ...hooks } = progressHooks(config.steps);
+  const progress = new Progress({ quiet: opts.json });
   const controller = new AbortController();
   let signal: keyof typeof SIGNAL_EXIT | null = null;
   // Windows delivers only SIGINT (and SIGBREAK) to Deno.
@@ -160,7 +163,9 @@ async function trainWithProgress(
     const onSignal = () => {
       if (signal) return;
       signal = s;
-      err(`\nssd: ${s}: stopping after the current step or evaluation, saving a checkpoint\n`);
+      progress.warn(
+        `ssd: ${s}: stopping after the current step or evaluation, saving a checkpoint`,
+      );
       controller.abort();
     };
     Deno.addSignalListener(s, onSignal);
@@ -173,12 +178,12 @@ async function trainWithProgress(
       force: opts.force,
       profile: opts.profile,
       signal: controller.signal,
-      hooks,
+      hooks: trainHooks(progress),
     });
   } finally {
+    progress.finish();
     for (const remove of listeners) remove();
   }
-  if (tty) err("\n");
   if (opts.json) console.log(JSON.stringify(summary, null, 2));
   else console.log(formatSummary(summary));
   return { summary, signal: summary.interrupted ? signal : null };

@@ -117,6 +117,12 @@ export interface MoefyLayer {
   coverage: CoverageRow[];
 }
 
+/** Progress hooks of `runMoefy`. */
+export interface MoefyHooks {
+  /** After each FFN layer is clustered and given its router: layers done, of `total`. */
+  onLayer?(done: number, total: number): void;
+}
+
 /** What `runMoefy` returns. */
 export interface MoefyReport {
   /** Written checkpoint. */
@@ -283,7 +289,10 @@ async function evalMoe(
 }
 
 /** MoE-fies `config.checkpoint` into `config.out`; see the module comment. */
-export async function runMoefy(config: MoefyConfig): Promise<MoefyReport> {
+export async function runMoefy(
+  config: MoefyConfig,
+  hooks: MoefyHooks = {},
+): Promise<MoefyReport> {
   const { ck, model } = await readDenseSource(config);
   const topK = checkConfig(config, model);
   const E = config.experts;
@@ -301,6 +310,7 @@ export async function runMoefy(config: MoefyConfig): Promise<MoefyReport> {
     const { layer, perm } = await moefyLayer(config, tensors, l, capture[l], model, ks);
     layers.push(layer);
     perms.push(perm);
+    hooks.onLayer?.(l + 1, model.n_layer);
   }
 
   const layout: MoeLayout = {

@@ -23,6 +23,7 @@ const quick = ["--data", data, "--val-tokens", "500", "--reps", "1", "--batch", 
 Deno.test("ssd bench --json: the contract's document; k = E at the dense loss", async () => {
   const r = await ssd(["bench", ckpt, "--experts", "4", "--top-k", "1,4", "--json", ...quick]);
   assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stderr, "", "no progress with --json");
   const doc = JSON.parse(r.stdout);
   assertBenchContract(doc);
   assert.equal(doc.checkpoint, ckpt);
@@ -42,7 +43,9 @@ Deno.test("ssd bench --json: the contract's document; k = E at the dense loss", 
 Deno.test("ssd bench prints the setup and the two tables", async () => {
   const r = await ssd(["bench", ckpt, "--experts", "2", "--top-k", "1", ...quick]);
   assert.equal(r.code, 0, r.stderr);
-  assert.equal(r.stderr, "");
+  // In a pipe: the first stage as a plain line (then one per 15 s at most).
+  assert.match(r.stderr, /^bench: MoE-fying into 2 experts\n/);
+  assert.equal(r.stderr.includes("\r") || r.stderr.includes("\x1b"), false, r.stderr);
   assert.match(r.stdout, /checkpoint {2}.*tiny\.safetensors {2}\(2 experts, MoE-fied in memory\)/);
   assert.match(r.stdout, /Quality and prefill \(prefill batch 2\)/);
   assert.match(r.stdout, /\n {2}dense +- +2,048 +1\.00x/);
