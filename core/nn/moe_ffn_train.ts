@@ -76,6 +76,8 @@ import {
 } from "../../gpu/kernels/moe.ts";
 import {
   moeDactKernel,
+  type MoeOuterDesign,
+  moeOuterDesign,
   moeOuterKernel,
   moeRouterGradKernel,
 } from "../../gpu/kernels/moe_backward.ts";
@@ -116,6 +118,11 @@ export interface MoeFfnTrainOptions {
    * experts that received no token untouched.
    */
   onCounts?: (counts: Tensor) => void;
+  /**
+   * Tile shape of the weight-gradient outer products (default: the
+   * adapter's, `moeOuterDesign`); tests and benchmarks pick each.
+   */
+  outer?: MoeOuterDesign;
 }
 
 /**
@@ -161,7 +168,10 @@ export function moeFfnTrain(
     gpu().recorder.copy(route.counts.buffer, 0, counts.buffer, 0, E * 4);
     opts.onCounts(counts);
   }
-  const saved = moeFfnTrainForward(out, h, w, route, { N, C, dff, E, k }, activation);
+  const saved: MoeTrainSaved = {
+    ...moeFfnTrainForward(out, h, w, route, { N, C, dff, E, k }, activation),
+    outer: opts.outer ?? moeOuterDesign(gpu()),
+  };
   if (!(isGradEnabled() && inputs.some((t) => t.requiresGrad))) {
     releaseSaved(saved);
     return out;
@@ -192,6 +202,8 @@ interface MoeTrainSaved {
   pre: Tensor;
   /** Grouped expert outputs (pmax, C4·4). */
   y: Tensor;
+  /** Tile shape of the backward's outer products. */
+  outer: MoeOuterDesign;
 }
 
 /**
@@ -223,7 +235,7 @@ function moeFfnTrainForward(
   route: MoeRouting,
   sz: MoeSizes,
   activation: MoeActivation,
-): MoeTrainSaved {
+): Omit<MoeTrainSaved, "outer"> {
   const g = gpu();
   const pmax = route.pmax;
   const plan = routingPlan(route);
@@ -326,7 +338,7 @@ function moeFfnTrainBackward(
       L: s.act.buffer,
       R: dOut.buffer,
       plan,
-    }, { sz, strides: { eS: sz.dff / sz.E, iS: 1, jS: sz.dff } });
+    }, { sz, strides: { eS: sz.dff / sz.E, iS: 1, jS: sz.dff }, design: s.outer });
   }
   if (needs.projB) {
     d.projB = empty([sz.C]);
@@ -365,7 +377,7 @@ function expertInputGrads(
       L: dPre,
       R: s.h.buffer,
       plan,
-    }, { sz, strides: { eS: (sz.dff / sz.E) * sz.C, iS: sz.C, jS: 1 } });
+    }, { sz, strides: { eS: (sz.dff / sz.E) * sz.C, iS: sz.C, jS: 1 }, design: s.outer });
     if (needs.fcW) d.fcW = dW1;
     else dW1.release();
     d.fcB = db1;

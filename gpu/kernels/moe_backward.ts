@@ -15,15 +15,16 @@
  * and the forward's activation of the kept pre-activations is
  * `activation.ts`'s kernel.
  *
- * Kernels (64 threads per workgroup, grid1d past 65535 groups; bindings:
- * inputs | outputs, params in group 1):
+ * Kernels (64 threads per workgroup unless said, grid1d past 65535 groups;
+ * bindings: inputs | outputs, params in group 1):
  *   dact      pre | dAct (in place) dPre = dAct ⊙ f'(pre), one thread per vec4
  *   outer     L, R, rows, counts, offsets | out, dBias
  *             out[e·eS + i·iS + j·jS] = Σ_{p ∈ rows of e} L[p, i]·R[token(p), j]
  *             (i < s, j < C; L grouped sp wide, R (N, C) gathered through
- *             the plan). One thread per (e, 4 i, 8 j) tile, looping over
- *             the expert's rows in order: deterministic, no atomics, and an
- *             expert with no rows writes exact zeros. With HAS_BIAS the
+ *             the plan). One thread per (e, ti i, tj j) tile of the design
+ *             (`MOE_OUTER_DESIGNS`; its own workgroup size), looping over
+ *             the expert's rows in order: deterministic, no atomics, and
+ *             an expert with no rows writes exact zeros. With HAS_BIAS the
  *             j-tile-0 threads also write dBias[e·s + i] = Σ_p L[p, i].
  *             dW1 = outer(dPre, h) (eS s·C, iS C, jS 1); dW2 = outer(act,
  *             dOut) (eS s, iS 1, jS d_ff: c_proj.weight's columns).
@@ -49,8 +50,31 @@ import {
   type MoeSizes,
 } from "./moe.ts";
 
-/** Columns (j) per thread of the outer-product kernel. */
-export const MOE_OUTER_TJ = 8;
+/**
+ * Register-tile shapes of moe_bw.outer: each thread owns ti i × tj j of one
+ * expert, wg threads per workgroup. Per grouped row a thread loads ti + tj
+ * values for ti·tj multiply-adds. "wide" is for CPU adapters, where every
+ * load of a lane-dependent address is a gather and costs more than a dozen
+ * FMAs, so the larger tile (256 accumulators, spilled to the stack, which
+ * is still cheaper than the gathers) halves the time; the small workgroup
+ * spreads its few threads (E·⌈s/16⌉·⌈C/16⌉) over the cores. "narrow" keeps
+ * 8× more threads, for GPUs that need them to fill their cores.
+ */
+export const MOE_OUTER_DESIGNS = {
+  narrow: { ti: 4, tj: 8, wg: MOE_WG },
+  wide: { ti: 16, tj: 16, wg: 16 },
+  w816: { ti: 8, tj: 16, wg: 16 },
+  w168: { ti: 16, tj: 8, wg: 16 },
+  w84: { ti: 8, tj: 8, wg: 16 },
+} as const;
+
+/** A tile shape of moe_bw.outer. */
+export type MoeOuterDesign = keyof typeof MOE_OUTER_DESIGNS;
+
+/** The outer design for this adapter: "wide" on CPU (fallback) adapters, else "narrow". */
+export function moeOuterDesign(g: Gpu): MoeOuterDesign {
+  return g.dev.summary.isFallback ? "wide" : "narrow";
+}
 
 /** WGSL of moe_bw.dact: g = g ⊙ f'(pre) in place over vec4s. */
 export const MOE_BW_DACT_WGSL = activationFns("vec4f") + /* wgsl */ `
@@ -65,63 +89,78 @@ ${flatEntry(MOE_WG)}
 }
 `;
 
-function outerWgsl(vecR: boolean): string {
-  const TJ = MOE_OUTER_TJ;
-  const loadR = vecR
-    ? `for (var u = 0u; u < ${TJ / 4}u; u++) {
-        let j4 = j0 / 4u + u;
-        if (j4 < p.J4) { rv[u] = R[tok * p.J4 + j4]; }
-      }`
-    : `for (var u = 0u; u < ${TJ / 4}u; u++) {
-        for (var q = 0u; q < 4u; q++) {
-          let j = j0 + u * 4u + q;
-          if (j < p.J) { rv[u][q] = R[tok * p.J + j]; }
-        }
-      }`;
-  let fma = "";
-  for (let u = 0; u < TJ / 4; u++) {
-    for (let q = 0; q < 4; q++) {
-      fma += `acc[${u * 4 + q}] = fma(a, vec4f(rv[${u}][${q}]), acc[${u * 4 + q}]);\n`;
+// The outer kernel of tile ti × tj (multiples of 4). Every accumulator is a
+// named vec4 over 4 i (a{t}_{u}_{q}: i block t, column 4·(j4 + u) + q), not an
+// array: CPU adapters keep dynamically indexed arrays in memory. KSEL = k
+// (an override, so the per-row rows[row] / k is a multiply, not a division).
+function outerWgsl(ti: number, tj: number, wg: number, vecR: boolean): string {
+  const T4 = ti / 4;
+  const U4 = tj / 4;
+  const decl: string[] = [];
+  const loads: string[] = [];
+  const fma: string[] = [];
+  const store: string[] = [];
+  for (let t = 0; t < T4; t++) {
+    decl.push(`var bsum${t} = vec4f(0.0);`);
+    loads.push(`let l${t} = L[row * p.sp4 + min(i4 + ${t}u, p.sp4 - 1u)];`);
+    fma.push(`bsum${t} += l${t};`);
+  }
+  for (let u = 0; u < U4; u++) {
+    const j = (q: number) => `min((j4 + ${u}u) * 4u + ${q}u, p.J - 1u)`;
+    loads.push(
+      vecR
+        ? `let r${u} = R[tok * p.J4 + min(j4 + ${u}u, p.J4 - 1u)];`
+        : `let r${u} = vec4f(${[0, 1, 2, 3].map((q) => `R[tok * p.J + ${j(q)}]`).join(", ")});`,
+    );
+  }
+  for (let t = 0; t < T4; t++) {
+    for (let u = 0; u < U4; u++) {
+      for (let q = 0; q < 4; q++) {
+        const a = `a${t}_${u}_${q}`;
+        decl.push(`var ${a} = vec4f(0.0);`);
+        fma.push(`${a} = fma(l${t}, vec4f(r${u}[${q}]), ${a});`);
+      }
+    }
+    for (let qi = 0; qi < 4; qi++) {
+      const cols: string[] = [];
+      for (let c = 0; c < tj; c++) {
+        const a = `a${t}_${c >> 2}_${c & 3}[${qi}]`;
+        cols.push(`if (j4 * 4u + ${c}u < p.J) { out[base + (j4 * 4u + ${c}u) * p.jS] = ${a}; }`);
+      }
+      store.push(`if ((i4 + ${t}u) * 4u + ${qi}u < p.I) {
+    let i = (i4 + ${t}u) * 4u + ${qi}u;
+    let base = e * p.eS + i * p.iS;
+    ${cols.join("\n    ")}
+    if (HAS_BIAS && jt == 0u) { dBias[e * p.I + i] = bsum${t}[${qi}]; }
+  }`);
     }
   }
   return /* wgsl */ `
 override HAS_BIAS: bool = false;
+override KSEL: u32 = 1u;
 ${bindings`
-  params threads: u32, I: u32, J: u32, J4: u32, sp4: u32, jTiles: u32, k: u32
+  params threads: u32, I: u32, J: u32, J4: u32, sp4: u32, iTiles: u32, jTiles: u32
   params eS: u32, iS: u32, jS: u32
   read   L: array<vec4f>, R: array<${vecR ? "vec4f" : "f32"}>
   read   rows: array<u32>, counts: array<u32>, offsets: array<u32>
   write  out: array<f32>, dBias: array<f32>
 `}
 
-${flatEntry(MOE_WG, { id: "id", bound: "p.threads" })}
-  let per = p.sp4 * p.jTiles;
+${flatEntry(wg, { id: "id", bound: "p.threads" })}
+  let per = p.iTiles * p.jTiles;
   let e = id / per;
-  let r = id % per;
-  let i4 = r / p.jTiles;
-  let jt = r % p.jTiles;
-  let j0 = jt * ${TJ}u;
-  var acc: array<vec4f, ${TJ}>;
-  var bsum = vec4f(0.0);
+  let it = (id % per) / p.jTiles;
+  let jt = id % p.jTiles;
+  let i4 = it * ${T4}u;
+  let j4 = jt * ${U4}u;
+  ${decl.join("\n  ")}
   let start = offsets[e];
   let end = start + counts[e];
   for (var row = start; row < end; row++) {
-    let a = L[row * p.sp4 + i4];
-    let tok = rows[row] / p.k;
-    var rv: array<vec4f, ${TJ / 4}>;
-    ${loadR}
-    ${fma}
-    bsum += a;
+    let tok = rows[row] / KSEL;
+    ${[...loads, ...fma].join("\n    ")}
   }
-  for (var q = 0u; q < 4u; q++) {
-    let i = i4 * 4u + q;
-    if (i >= p.I) { break; }
-    for (var jj = 0u; jj < ${TJ}u; jj++) {
-      let j = j0 + jj;
-      if (j < p.J) { out[e * p.eS + i * p.iS + j * p.jS] = acc[jj][q]; }
-    }
-    if (HAS_BIAS && jt == 0u) { dBias[e * p.I + i] = bsum[q]; }
-  }
+  ${store.join("\n  ")}
 }
 `;
 }
@@ -212,27 +251,36 @@ export interface MoeOuterInputs {
  * Records dW(e, i, j) = Σ over expert e's grouped rows p of L[p, i] ·
  * R[token(p), j], for i < s, j < C; with `dBias`, also dBias[e·s + i] =
  * Σ_p L[p, i]. Every output element is written (zero for an expert with no
- * rows).
+ * rows). `design` picks the tile shape (default `moeOuterDesign(g)`).
  */
 export function moeOuterKernel(
   g: Gpu,
   { dW, dBias }: MoeOuterOutputs,
   { L, R, plan }: MoeOuterInputs,
-  { sz, strides }: { sz: MoeSizes; strides: OuterStrides },
+  { sz, strides, design = moeOuterDesign(g) }: {
+    sz: MoeSizes;
+    strides: OuterStrides;
+    design?: MoeOuterDesign;
+  },
 ): void {
+  const { ti, tj, wg } = MOE_OUTER_DESIGNS[design];
   const s = sz.dff / sz.E;
   const sp4 = ceilDiv(s, 4);
-  const jTiles = ceilDiv(sz.C, MOE_OUTER_TJ);
-  const threads = sz.E * sp4 * jTiles;
+  const iTiles = ceilDiv(s, ti);
+  const jTiles = ceilDiv(sz.C, tj);
+  const threads = sz.E * iTiles * jTiles;
   const vecR = sz.C % 4 === 0;
   // A binding every pipeline declares: a scratch buffer when there is no bias.
   const noBias = dBias ? null : g.pool.acquire(16, "moe_bw.nobias");
-  g.recorder.dispatchFlat(threads, MOE_WG, {
-    kernel: defineKernel(`moe_bw.outer${vecR ? "_v4" : ""}`, () => outerWgsl(vecR)),
-    constants: { HAS_BIAS: dBias ? 1 : 0 },
+  g.recorder.dispatchFlat(threads, wg, {
+    kernel: defineKernel(
+      `moe_bw.outer_${design}${vecR ? "_v4" : ""}`,
+      () => outerWgsl(ti, tj, wg, vecR),
+    ),
+    constants: { HAS_BIAS: dBias ? 1 : 0, KSEL: sz.k },
     buffers: [L, R, plan.rows, plan.counts, plan.offsets, dW, dBias ?? noBias!],
     params: new Params().u32(threads).u32(s).u32(sz.C).u32(ceilDiv(sz.C, 4)).u32(sp4)
-      .u32(jTiles).u32(sz.k).u32(strides.eS).u32(strides.iS).u32(strides.jS),
+      .u32(iTiles).u32(jTiles).u32(strides.eS).u32(strides.iS).u32(strides.jS),
   });
   if (noBias) g.pool.release(noBias);
 }

@@ -28,6 +28,7 @@
 import assert from "node:assert/strict";
 import { type MoeActivation, type MoeWeights } from "../../../core/nn/moe_ffn.ts";
 import { moeFfnTrain } from "../../../core/nn/moe_ffn_train.ts";
+import { MOE_OUTER_DESIGNS, type MoeOuterDesign } from "../../../gpu/kernels/moe_backward.ts";
 import { ConfigError, ShapeError, TensorError } from "../../../core/errors.ts";
 import { gelu, relu } from "../../../core/ops/activation.ts";
 import { linear } from "../../../core/ops/matmul.ts";
@@ -231,8 +232,15 @@ for (const a of ["relu", "gelu"] as MoeActivation[]) {
 
 // ---- k < E: float64 masked reference, router included ---------------------------
 
-for (const a of ["relu", "gelu"] as MoeActivation[]) {
-  Deno.test(`moeFfnTrain() with k < E matches the float64 masked reference (${a})`, async () => {
+// Every tile design of the weight-gradient products, not only the adapter's choice.
+const OUTER_RUNS: [MoeActivation, MoeOuterDesign][] = [
+  ["gelu", "wide"],
+  ...(Object.keys(MOE_OUTER_DESIGNS) as MoeOuterDesign[]).map((
+    d,
+  ): [MoeActivation, MoeOuterDesign] => ["relu", d]),
+];
+for (const [a, design] of OUTER_RUNS) {
+  Deno.test(`moeFfnTrain() with k < E matches the float64 masked reference (${a}, outer ${design})`, async () => {
     const cases: [MoeCase, number][] = [
       [{ N: 7, C: 16, E: 4, dff: 24, bias: true }, 2],
       [{ N: 33, C: 16, E: 4, dff: 32, bias: true }, 1],
@@ -246,8 +254,8 @@ for (const a of ["relu", "gelu"] as MoeActivation[]) {
       const ref = reference(d, c, k, a);
       assert.ok(!ref.chosen.has(never), "the planted expert is never chosen");
       const P = upload(d, c);
-      const got = await run(P, (p) => moeFfnTrain(p.h, p.w, c.E, k, a));
-      const what = `N ${c.N} C ${c.C} E ${c.E} k ${k}`;
+      const got = await run(P, (p) => moeFfnTrain(p.h, p.w, c.E, k, a, { outer: design }));
+      const what = `N ${c.N} C ${c.C} E ${c.E} k ${k} (${design})`;
       const want: Record<string, Float64Array> = {
         out: ref.out,
         h: ref.dh,
