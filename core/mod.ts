@@ -58,6 +58,7 @@ export {
   type MoeWeights,
 } from "./nn/moe_ffn.ts";
 export { moeFfnTrain, type MoeFfnTrainOptions } from "./nn/moe_ffn_train.ts";
+export { MOE_OUTER_DESIGNS, type MoeOuterDesign } from "../gpu/kernels/moe_backward.ts";
 export {
   ffnDecode,
   type FfnDecodeOptions,

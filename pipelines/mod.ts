@@ -58,6 +58,7 @@ export {
 export {
   type CoverageRow,
   type MoefyConfig,
+  type MoefyHooks,
   type MoefyLayer,
   type MoefyReport,
   runMoefy,
