@@ -34,7 +34,7 @@ import {
   SWITCH_RULES,
 } from "../../../pipelines/train/switch_rule.ts";
 
-/** 100 steps, checks every 5, patience 2, sparse phases of at most 20, a tail of 10. */
+/** 100 steps, checks every 5, patience 2, sparse phases of at most 20, a dense tail of 10. */
 const SMALL: Partial<ScheduleConfig> = {
   schedule: "ssd",
   switch_rule: "threshold",
@@ -43,6 +43,8 @@ const SMALL: Partial<ScheduleConfig> = {
   drift_threshold: 0.5,
   patience: 2,
   sparse_steps: 20,
+  dense_every: 0,
+  ending: "dense",
   final_dense: 10,
   experts: 4,
 };
@@ -405,6 +407,11 @@ Deno.test("resolveSchedule: the schedule's defaults and run-dependent ones", () 
   assert.equal(c.experts, 16);
   assert.equal(c.top_k, 4);
   assert.equal(c.fresh_margin, 0.01);
+  assert.equal(c.switch_rule, "guard");
+  assert.equal(c.guard_tolerance, 0.02);
+  assert.equal(c.dense_every, 4);
+  assert.equal(c.ending, "mixed");
+  assert.equal(c.drift_threshold, 0.5);
   assert.equal(resolveSchedule({ experts: 2 }, { steps: 7, d_ff: 8 }).top_k, 1);
   assert.equal(resolveSchedule({}, { steps: 7, d_ff: 16 }).final_dense, 1);
 });
