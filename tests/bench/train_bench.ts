@@ -126,7 +126,7 @@ async function torchStep(steps: number, blas: TorchBlas, shim: string | null) {
  * slower than those and is never called the peer.
  */
 function isFastBlas(blasInfo: string): boolean {
-  return /dnnl|openblas|mkl|blis/i.test(blasInfo);
+  return !/reference/i.test(blasInfo) && /dnnl|openblas|mkl|blis/i.test(blasInfo);
 }
 
 const json = Deno.args.includes("--json");
@@ -140,6 +140,9 @@ const torch = [
   "path" in shim ? await torchStep(torchSteps, "onednn", shim.path) : { blas: "onednn", ...shim },
   await torchStep(torchSteps, "system", null),
 ];
+if ("path" in shim) {
+  await Deno.remove(shim.path.slice(0, shim.path.lastIndexOf("/")), { recursive: true });
+}
 const peer = torch.find((t) => "tokens_per_s" in t && isFastBlas(t.blas_info)) ?? null;
 const ratio = peer ? ssd.tokens_per_s / peer.tokens_per_s : null;
 const result = {

@@ -94,8 +94,13 @@ def main():
         if "sgemm_dnnl" in path:
             blas = "oneDNN sgemm (" + path + ")"
             break
-        if ("blas" in path and path.endswith(".so.3")) or "libopenblas" in path:
+        # The resolved file: libblas.so.3.11.0 (reference) or libopenblas*.so.
+        name = os.path.basename(path)
+        if name.startswith("libopenblas") or name.startswith("libblis") or "mkl" in name:
             blas = path
+            break
+        if name.startswith("libblas.so"):
+            blas = "reference BLAS (" + path + ")"
     print(json.dumps({
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
