@@ -204,7 +204,7 @@ export function parseOptimName(name: string): { moment: "m" | "v"; param: string
 }
 
 /**
- * Drops the optimizer moments (for `ssd export --weights-only`).
+ * Drops the optimizer moments (a weights-only copy of a checkpoint).
  *
  * @param tensors a checkpoint's tensors
  * @returns a new map without `optim.m.*` / `optim.v.*`
