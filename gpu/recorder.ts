@@ -300,6 +300,25 @@ export class Recorder {
     this.#enc().copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);
   }
 
+  /**
+   * Records a copy of `height` rows of `bytesPerRow` bytes (a multiple of
+   * 256) from `src` into the top-left `width` × `height` texels of `dst`.
+   */
+  copyToTexture(
+    src: GPUBuffer,
+    bytesPerRow: number,
+    dst: GPUTexture,
+    width: number,
+    height: number,
+  ): void {
+    this.#checkLost("copyToTexture");
+    this.#endPass();
+    this.#enc().copyBufferToTexture({ buffer: src, bytesPerRow }, { texture: dst }, [
+      width,
+      height,
+    ]);
+  }
+
   /** Submits everything recorded so far; does not wait. */
   flush(): void {
     if (!this.#encoder) return;

@@ -35,6 +35,14 @@ function deviceScratch(g: Gpu): DeviceScratch {
   return s;
 }
 
+// The texture behind each scratch view, for copies into it.
+const textureOfView = new WeakMap<GPUTextureView, GPUTexture>();
+
+/** The texture of a `scratchTexture` view (a copy destination), or null for other views. */
+export function scratchTextureOf(view: GPUTextureView): GPUTexture | null {
+  return textureOfView.get(view) ?? null;
+}
+
 /** A 16-byte storage buffer to bind where an optional input is absent. */
 export function dummyBuffer(g: Gpu): GPUBuffer {
   return deviceScratch(g).dummy;
@@ -69,11 +77,13 @@ export function scratchTexture(
     const texture = g.device.createTexture({
       size: [w, h],
       format: "rgba32float",
-      usage: GPUTextureUsage.STORAGE_BINDING,
+      // COPY_DST: a kernel's operand that is a plain copy of a buffer is filled by a copy.
+      usage: GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST,
       label: key,
     });
     t = { texture, view: texture.createView() };
     s.textures.set(key, t);
+    textureOfView.set(t.view, texture);
   }
   return t.view;
 }

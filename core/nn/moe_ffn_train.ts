@@ -10,10 +10,10 @@
  * with W1[e] = c_fc.weight rows [e·s, (e+1)·s), b1[e] the same c_fc.bias
  * entries, W2[e] = c_proj.weight columns [e·s, (e+1)·s), s = d_ff / E. At
  * k = E this is exactly the dense FFN. The grouped pre-activations
- * (GELU only; for ReLU f'(pre) is read from act > 0), activations and
- * expert outputs y are kept in this op's own tensors for the backward (the
- * inference path's scratch textures are reused by the next call), so this
- * path keeps act and y in buffers; the packed weights, which every row tile
+ * (GELU only; for ReLU f'(pre) is read from act > 0) and activations are
+ * kept in this op's own tensors for the backward (the inference path's
+ * scratch textures are reused by the next call), so this path keeps act
+ * (and y, a temporary) in buffers; the packed weights, which every row tile
  * reads and which are consumed right after their pack, go to scratch
  * textures where the adapter has read-only storage textures (the "hybrid"
  * design: texel loads are cheaper than buffer vec4 loads on CPU adapters).
@@ -22,7 +22,7 @@
  * all experts, each expert's rows in a fixed order: deterministic, no
  * atomics). With G = dOut (N, C) and dY_e rows = G[t] of e's tokens:
  *   dAct_e  = dY_e · W2[e]                 (up kernel, packed W2, identity)
- *   dPre_e  = dAct_e ⊙ f'(pre_e)
+ *   dPre_e  = dAct_e ⊙ f'(pre_e),  gdot_e = rows of act_e · dAct_e
  *   dW2[:, e-slice] = dY_eᵀ · act_e        (outer: Σ over e's rows)
  *   dW1[e-slice]    = dPre_eᵀ · X_e,  db1[e-slice] = column sums of dPre_e
  *   dh[t]   = Σ_j (dPre · W1[e_j])(t, j)   (down kernel + combine, slot order)
@@ -38,7 +38,8 @@
  *   ỹ(t) = Σ_j p_j · y_{e_j}(t),  p = softmax(s),  s_j = scores[t, e_j]
  * (the softmax over the token's k selected scores only; the selection
  * itself is treated as constant). With g_j = G[t] · y_{e_j}(t) (dot
- * product over C, y without b2):
+ * product over C, y without b2; computed as act · dAct of the selection's
+ * grouped row, the same sum over s values: gdot above):
  *   dS[t, e_j] = ∂(G[t]·ỹ(t))/∂s_j = p_j (g_j − Σ_i p_i g_i),  dS[t, e] = 0
  *   for e not selected by t;
  *   dRouter = dSᵀ · h   (E, C),   dh += dS · router.
@@ -53,16 +54,21 @@
  * formula above instead.
  *
  * Costs: forward as `moeFfn` (buffer design) plus, for GELU, one
- * elementwise pass; backward 2 weight packs, the up / down grouped
- * products and 2 outer products (N·k·s·C multiply-adds each), the router
- * gradient (N·k·C) and two N·E·C matmuls: ~2x the forward's expert FLOPs,
- * as for dense, so the step's FFN FLOPs are k/E of dense plus the router.
- * Memory kept from forward to backward: the plan plus 2 (3 for GELU)
- * grouped operands of pmax·max(sp, C4·4) floats.
+ * elementwise pass; backward 2 weight packs (plain copies into textures
+ * where `moePackIsCopy`), the up / down grouped products and 2 outer
+ * products (N·k·s·C multiply-adds each), the row pass (dPre and gdot,
+ * N·k·s), the router gradient (N·k) and two N·E·C matmuls: ~2x the
+ * forward's expert FLOPs, as for dense, so the step's FFN FLOPs are k/E of
+ * dense plus the router. Memory kept from forward to backward: the plan
+ * plus 1 (2 for GELU) grouped operands of pmax·sp floats.
  */
 import { matmulConfig } from "../../gpu/autotune.ts";
 import { activationForward } from "../../gpu/kernels/activation.ts";
-import { matmulKernel, textureDesignSupported } from "../../gpu/kernels/matmul.ts";
+import {
+  type MatmulConfig,
+  matmulKernel,
+  textureDesignSupported,
+} from "../../gpu/kernels/matmul.ts";
 import {
   type Fold,
   type MoeDesign,
@@ -200,8 +206,6 @@ interface MoeTrainSaved {
   act: Tensor;
   /** Grouped pre-activations (pmax, sp): act itself for ReLU. */
   pre: Tensor;
-  /** Grouped expert outputs (pmax, C4·4). */
-  y: Tensor;
   /** Tile shape of the backward's outer products. */
   outer: MoeOuterDesign;
 }
@@ -225,8 +229,8 @@ function packedWeight(
 
 /**
  * Records out = the sparse FFN of h (see the module doc) and returns what
- * the backward needs: the grouped pre-activations, activations and expert
- * outputs, in this op's own tensors.
+ * the backward needs: the grouped pre-activations and activations, in this
+ * op's own tensors.
  */
 function moeFfnTrainForward(
   out: Tensor,
@@ -240,15 +244,16 @@ function moeFfnTrainForward(
   const pmax = route.pmax;
   const plan = routingPlan(route);
   const sp4 = ceilDiv(sz.dff / sz.E, 4);
-  // Packed weights in textures where the adapter has them ("hybrid"); act, pre
-  // and y in this op's own buffers, kept for the backward.
+  // Packed weights in textures where the adapter has them ("hybrid"); act and
+  // pre in this op's own buffers, kept for the backward; y a pool temporary.
   const { design, folds } = moeDesign(g, sz, textureDesignSupported() ? "hybrid" : "buffer");
   const temps: GPUBuffer[] = [];
   const w1 = packedWeight(g, weightStore(design), "w1", folds.w1, temps);
   const w2 = packedWeight(g, weightStore(design), "w2", folds.w2, temps);
   const act = empty([pmax, sp4 * 4]); // grouped (pmax, sp)
   const pre = activation === "relu" ? act : empty([pmax, sp4 * 4]);
-  const y = empty([pmax, ceilDiv(sz.C, 4) * 4]); // grouped (pmax, C4·4)
+  const y = g.pool.acquire(pmax * ceilDiv(sz.C, 4) * 16, "moe_train.y"); // grouped (pmax, C4·4)
+  temps.push(y);
   const grouped = { design, sz, pmax, folds };
   moePackKernel(g, w1, w.fcW.buffer, { source: "fc", layout: "up", sz });
   moePackKernel(g, w2, w.projW.buffer, { source: "proj", layout: "down", sz });
@@ -259,19 +264,19 @@ function moeFfnTrainForward(
     moeUpKernel(g, pre.buffer, upInputs, { ...grouped, activation: "identity" });
     activationForward(g, activation, act.buffer, pre.buffer, pmax * sp4 * 4);
   }
-  moeDownKernel(g, y.buffer, { act: act.buffer, w: w2, offsets: plan.offsets }, grouped);
+  moeDownKernel(g, y, { act: act.buffer, w: w2, offsets: plan.offsets }, grouped);
   const projB = w.projB?.buffer ?? null;
-  moeCombineKernel(g, out.buffer, { y: y.buffer, pos: plan.pos, bias: projB }, {
+  moeCombineKernel(g, out.buffer, { y, pos: plan.pos, bias: projB }, {
     design,
     sz,
     fold: folds.y,
   });
   for (const b of temps) g.pool.release(b);
-  return { h, w, route, plan, sz, activation, design, folds, act, pre, y };
+  return { h, w, route, plan, sz, activation, design, folds, act, pre };
 }
 
 function releaseSaved(s: MoeTrainSaved): void {
-  for (const t of new Set([s.act, s.pre, s.y])) t.release();
+  for (const t of new Set([s.act, s.pre])) t.release();
   releaseRouting(s.route);
 }
 
@@ -328,9 +333,11 @@ function moeFfnTrainBackward(
     router: null,
   };
   const temps: GPUBuffer[] = [];
-  if (needs.h || needs.fcW || needs.fcB) expertInputGrads(g, d, dOut, needs, s, temps);
-  if ((needs.h && routerInputGrad) || needs.router) {
-    routerGrads(g, d, dOut, { h: needs.h && routerInputGrad, router: needs.router }, s, temps);
+  const routerNeeds = { h: needs.h && routerInputGrad, router: needs.router };
+  if (needs.h || needs.fcW || needs.fcB || routerNeeds.h || routerNeeds.router) {
+    const rows = expertRowGrads(g, dOut, s, temps);
+    if (needs.h || needs.fcW || needs.fcB) expertInputGrads(g, d, rows.dPre, needs, s, temps);
+    if (routerNeeds.h || routerNeeds.router) routerGrads(g, d, rows.gdot, routerNeeds, s, temps);
   }
   if (needs.projW) {
     d.projW = empty(s.w.projW.shape); // (C, d_ff)
@@ -349,27 +356,48 @@ function moeFfnTrainBackward(
 }
 
 /**
- * dPre (pmax, sp) = (dOut[token] · W2[e]) ⊙ f'(pre); from it dW1, db1
- * (outer products with h) and dh (N, C) = Σ_j (dPre · W1[e_j]) rows, slot order.
+ * Per grouped row: dAct (pmax, sp) = dOut[token] · W2[e], then dPre = dAct ⊙
+ * f'(pre) (in place) and gdot (pmax) = act · dAct, which is dOut[token] · y
+ * (the router's g, from s values instead of C).
+ */
+function expertRowGrads(
+  g: Gpu,
+  dOut: Tensor,
+  s: MoeTrainSaved,
+  temps: GPUBuffer[],
+): { dPre: GPUBuffer; gdot: GPUBuffer } {
+  const { sz, plan, design, folds, route } = s;
+  const sp4 = ceilDiv(sz.dff / sz.E, 4);
+  const w2up = packedWeight(g, weightStore(design), "w2up", folds.w1, temps);
+  const dPre = g.pool.acquire(route.pmax * sp4 * 16, "moe_train.dpre");
+  const gdot = g.pool.acquire(route.pmax * 4, "moe_train.gdot");
+  temps.push(dPre, gdot);
+  moePackKernel(g, w2up, s.w.projW.buffer, { source: "proj", layout: "up", sz });
+  const dOutRows = { x: dOut.buffer, w: w2up, bias: null, plan };
+  const grouped = { design, sz, pmax: route.pmax, folds, activation: "identity" as const };
+  moeUpKernel(g, dPre, dOutRows, grouped);
+  moeDactKernel(g, { grad: dPre, pre: s.pre.buffer, act: s.act.buffer, gdot }, {
+    rows: route.pmax,
+    sp4,
+    activation: s.activation,
+  });
+  return { dPre, gdot };
+}
+
+/**
+ * From dPre (pmax, sp): dW1, db1 (outer products with h) and dh (N, C) =
+ * Σ_j (dPre · W1[e_j]) rows, slot order.
  */
 function expertInputGrads(
   g: Gpu,
   d: MoeTrainGrads,
-  dOut: Tensor,
+  dPre: GPUBuffer,
   needs: MoeTrainNeeds,
   s: MoeTrainSaved,
   temps: GPUBuffer[],
 ): void {
   const { sz, plan, design, folds, route } = s;
-  const sp4 = ceilDiv(sz.dff / sz.E, 4);
   const grouped = { design, sz, pmax: route.pmax, folds };
-  const w2up = packedWeight(g, weightStore(design), "w2up", folds.w1, temps);
-  const dPre = g.pool.acquire(route.pmax * sp4 * 16, "moe_train.dpre");
-  temps.push(dPre);
-  moePackKernel(g, w2up, s.w.projW.buffer, { source: "proj", layout: "up", sz });
-  const dOutRows = { x: dOut.buffer, w: w2up, bias: null, plan };
-  moeUpKernel(g, dPre, dOutRows, { ...grouped, activation: "identity" });
-  moeDactKernel(g, dPre, s.pre.buffer, route.pmax * sp4, s.activation);
   if (needs.fcW || needs.fcB) {
     const dW1 = empty(s.w.fcW.shape); // (d_ff, C)
     const db1 = needs.fcB ? empty([sz.dff]) : null;
@@ -403,7 +431,7 @@ function expertInputGrads(
 function routerGrads(
   g: Gpu,
   d: MoeTrainGrads,
-  dOut: Tensor,
+  gdot: GPUBuffer,
   needs: { h: boolean; router: boolean },
   s: MoeTrainSaved,
   temps: GPUBuffer[],
@@ -412,21 +440,37 @@ function routerGrads(
   const dS = g.pool.acquire(N * E * 4, "moe_train.ds"); // (N, E)
   temps.push(dS);
   moeRouterGradKernel(g, dS, {
-    dOut: dOut.buffer,
-    y: s.y.buffer,
+    gdot,
     pos: s.plan.pos,
     sel: s.route.experts.buffer,
     scores: s.route.scores.buffer,
-  }, { sz: s.sz, yStride: ceilDiv(C, 4) * 4 });
-  const config = matmulConfig(g, N * E * C);
+  }, s.sz);
+  const [hConfig, routerConfig] = routerGradConfigs(g, N * E * C);
   const router = s.w.router;
   if (needs.h) {
     const shape = { m: N, k: E, n: C, accumulate: true };
-    matmulKernel(g, d.h!.buffer, dS, router.buffer, null, shape, config);
+    matmulKernel(g, d.h!.buffer, dS, router.buffer, null, shape, hConfig);
   }
   if (needs.router) {
     d.router = empty(router.shape); // (E, C) = dSᵀ · h
     const shape = { m: E, k: N, n: C, transA: true };
-    matmulKernel(g, d.router.buffer, dS, s.h.buffer, null, shape, config);
+    matmulKernel(g, d.router.buffer, dS, s.h.buffer, null, shape, routerConfig);
   }
+}
+
+/**
+ * Matmul tiles of dS · router (K = E) and dSᵀ · h (E × C outputs): where the
+ * adapter's choice is the texture design (CPU adapters), buffer-fed
+ * register tiles instead. These products are too short in K, or too small
+ * in output, for the texture design's two operand packs to pay off
+ * (measured on llvmpipe, C 128, E 16, both products: 0.73 ms against
+ * 1.07 ms with the packs at N 512, 3.4 against 4.4 ms at N 4096).
+ */
+function routerGradConfigs(g: Gpu, macs: number): [MatmulConfig, MatmulConfig] {
+  const config = matmulConfig(g, macs);
+  if (config.design !== "texture") return [config, config];
+  return [
+    { design: "register", tm: 8, tn: 16, wx: 8, wy: 8 },
+    { design: "register", tm: 4, tn: 4, wx: 16, wy: 4 },
+  ];
 }

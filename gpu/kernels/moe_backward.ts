@@ -17,7 +17,11 @@
  *
  * Kernels (64 threads per workgroup unless said, grid1d past 65535 groups;
  * bindings: inputs | outputs, params in group 1):
- *   dact      pre | dAct (in place) dPre = dAct ⊙ f'(pre), one thread per vec4
+ *   dact      pre, act | dAct (in place), gdot       one thread per grouped
+ *             row p: dPre = dAct ⊙ f'(pre) in place, and gdot[p] = act[p] ·
+ *             dAct[p] (over the sp columns), which is dOut[token] · y[p]
+ *             (y = act · W2ᵀ, dAct = dOut · W2): the router's g below, from
+ *             s values instead of C.
  *   outer     L, R, rows, counts, offsets | out, dBias
  *             out[e·eS + i·iS + j·jS] = Σ_{p ∈ rows of e} L[p, i]·R[token(p), j]
  *             (i < s, j < C; L grouped sp wide, R (N, C) gathered through
@@ -28,14 +32,14 @@
  *             j-tile-0 threads also write dBias[e·s + i] = Σ_p L[p, i].
  *             dW1 = outer(dPre, h) (eS s·C, iS C, jS 1); dW2 = outer(act,
  *             dOut) (eS s, iS 1, jS d_ff: c_proj.weight's columns).
- *   router    dOut, y, pos, sel, scores | dS     one thread per token:
- *             g_j = dOut[t] · y[pos[t·k + j]], p = softmax of the token's
- *             k selected scores, dS[t, sel_j] = p_j (g_j − Σ_i p_i g_i),
- *             zero for unselected experts. dS's row first holds g (so no
+ *   router    gdot, pos, sel, scores | dS     one thread per token:
+ *             g_j = gdot[pos[t·k + j]], p = softmax of the token's k
+ *             selected scores, dS[t, sel_j] = p_j (g_j − Σ_i p_i g_i), zero
+ *             for unselected experts. dS's row first holds g (so no
  *             per-thread array of k values is needed).
  *
  * Work: outer is N·k·s·C multiply-adds per weight (the selected experts
- * only), router N·k·C.
+ * only), dact pmax·sp, router N·k (plus its softmax).
  */
 import { defineKernel } from "../kernel.ts";
 import type { Gpu } from "../runtime.ts";
@@ -54,18 +58,16 @@ import {
  * Register-tile shapes of moe_bw.outer: each thread owns ti i × tj j of one
  * expert, wg threads per workgroup. Per grouped row a thread loads ti + tj
  * values for ti·tj multiply-adds. "wide" is for CPU adapters, where every
- * load of a lane-dependent address is a gather and costs more than a dozen
- * FMAs, so the larger tile (256 accumulators, spilled to the stack, which
- * is still cheaper than the gathers) halves the time; the small workgroup
- * spreads its few threads (E·⌈s/16⌉·⌈C/16⌉) over the cores. "narrow" keeps
- * 8× more threads, for GPUs that need them to fill their cores.
+ * load from a lane-dependent address is a gather costing more than a dozen
+ * FMAs: its 8 × 16 tile (128 accumulators, partly spilled to the stack,
+ * still cheaper than the gathers) halves the kernel's time on llvmpipe;
+ * 16 × 16 measured no faster and took 3× longer to compile. Its small
+ * workgroup spreads the few threads (E·⌈s/8⌉·⌈C/16⌉) over the cores.
+ * "narrow" keeps 4× more threads, for GPUs that need them to fill their cores.
  */
 export const MOE_OUTER_DESIGNS = {
   narrow: { ti: 4, tj: 8, wg: MOE_WG },
-  wide: { ti: 16, tj: 16, wg: 16 },
-  w816: { ti: 8, tj: 16, wg: 16 },
-  w168: { ti: 16, tj: 8, wg: 16 },
-  w84: { ti: 8, tj: 8, wg: 16 },
+  wide: { ti: 8, tj: 16, wg: 16 },
 } as const;
 
 /** A tile shape of moe_bw.outer. */
@@ -76,16 +78,23 @@ export function moeOuterDesign(g: Gpu): MoeOuterDesign {
   return g.dev.summary.isFallback ? "wide" : "narrow";
 }
 
-/** WGSL of moe_bw.dact: g = g ⊙ f'(pre) in place over vec4s. */
+/** WGSL of moe_bw.dact (per grouped row: dPre in place and gdot, see the header). */
 export const MOE_BW_DACT_WGSL = activationFns("vec4f") + /* wgsl */ `
 ${bindings`
-  params n: u32
-  read   pre: array<vec4f>
-  write  g: array<vec4f>
+  params rows: u32, sp4: u32
+  read   pre: array<vec4f>, actIn: array<vec4f>
+  write  g: array<vec4f>, gdot: array<f32>
 `}
 
-${flatEntry(MOE_WG)}
-  g[i] = g[i] * dact(pre[i]);
+${flatEntry(MOE_WG, { id: "r", bound: "p.rows" })}
+  var dot = vec4f(0.0);
+  for (var t = 0u; t < p.sp4; t++) {
+    let i = r * p.sp4 + t;
+    let d = g[i];
+    dot = fma(actIn[i], d, dot);
+    g[i] = d * dact(pre[i]);
+  }
+  gdot[r] = dot.x + dot.y + dot.z + dot.w;
 }
 `;
 
@@ -168,9 +177,8 @@ ${flatEntry(wg, { id: "id", bound: "p.threads" })}
 /** WGSL of moe_bw.router (straight-through router gradient dS, see the header). */
 export const MOE_BW_ROUTER_WGSL = /* wgsl */ `
 ${bindings`
-  params N: u32, k: u32, E: u32, C: u32, yStride: u32
-  read   dOut: array<f32>, y: array<f32>, pos: array<u32>, sel: array<u32>
-  read   scores: array<f32>
+  params N: u32, k: u32, E: u32
+  read   gdot: array<f32>, pos: array<u32>, sel: array<u32>, scores: array<f32>
   write  dS: array<f32>
 `}
 
@@ -183,9 +191,7 @@ ${flatEntry(MOE_WG, { id: "t", bound: "p.N" })}
   var gbar = 0.0;
   for (var j = 0u; j < p.k; j++) {
     let e = sel[t * p.k + j];
-    let yr = pos[t * p.k + j] * p.yStride;
-    var gj = 0.0;
-    for (var c = 0u; c < p.C; c++) { gj = fma(dOut[t * p.C + c], y[yr + c], gj); }
+    let gj = gdot[pos[t * p.k + j]];
     let w = exp(scores[base + e] - m);
     z += w;
     gbar += w * gj;
@@ -202,20 +208,33 @@ ${flatEntry(MOE_WG, { id: "t", bound: "p.N" })}
 const DACT = defineKernel("moe_bw.dact", () => MOE_BW_DACT_WGSL);
 const ROUTER = defineKernel("moe_bw.router", () => MOE_BW_ROUTER_WGSL);
 
-/** Records grad = grad ⊙ f'(pre) in place over `vec4s` vec4s. */
+/** Grouped operands of `moeDactKernel`: `rows` rows of sp4 vec4s each. */
+export interface MoeDactOperands {
+  /** dAct on entry, dPre = dAct ⊙ f'(pre) on return. */
+  grad: GPUBuffer;
+  /** Pre-activations. */
+  pre: GPUBuffer;
+  /** Activations (the pre buffer itself for ReLU, whose f' is read from act > 0). */
+  act: GPUBuffer;
+  /** (rows) f32: receives act[p] · dAct[p] per row. */
+  gdot: GPUBuffer;
+}
+
+/**
+ * Records, per grouped row p, gdot[p] = act[p] · grad[p] and then grad =
+ * grad ⊙ f'(pre) in place.
+ */
 export function moeDactKernel(
   g: Gpu,
-  grad: GPUBuffer,
-  pre: GPUBuffer,
-  vec4s: number,
-  activation: MoeActivationName,
+  { grad, pre, act, gdot }: MoeDactOperands,
+  { rows, sp4, activation }: { rows: number; sp4: number; activation: MoeActivationName },
 ): void {
-  if (vec4s === 0) return;
-  g.recorder.dispatchFlat(vec4s, MOE_WG, {
+  if (rows === 0) return;
+  g.recorder.dispatchFlat(rows, MOE_WG, {
     kernel: DACT,
     constants: { ACT: MOE_ACTIVATION[activation] },
-    buffers: [pre, grad],
-    params: new Params().u32(vec4s),
+    buffers: [pre, act, grad, gdot],
+    params: new Params().u32(rows).u32(sp4),
   });
 }
 
@@ -287,10 +306,8 @@ export function moeOuterKernel(
 
 /** Inputs of `moeRouterGradKernel`. */
 export interface MoeRouterGradInputs {
-  /** (N, C) gradient of the FFN output. */
-  dOut: GPUBuffer;
-  /** Grouped expert outputs: pmax rows of `yStride` floats. */
-  y: GPUBuffer;
+  /** (pmax) dOut[token] · y of each grouped row (`moeDactKernel`'s gdot). */
+  gdot: GPUBuffer;
   /** (N·k) grouped row of each selection. */
   pos: GPUBuffer;
   /** (N, k) top-k experts, best first. */
@@ -301,19 +318,19 @@ export interface MoeRouterGradInputs {
 
 /**
  * Records the straight-through router gradient dS (N, E): for each token,
- * p = softmax of its k selected scores, g_j = dOut[t] · y row of slot j,
+ * p = softmax of its k selected scores, g_j = gdot of slot j's grouped row,
  * dS[t, e_j] = p_j (g_j − Σ_i p_i g_i), zero elsewhere.
  */
 export function moeRouterGradKernel(
   g: Gpu,
   dS: GPUBuffer,
-  { dOut, y, pos, sel, scores }: MoeRouterGradInputs,
-  { sz, yStride }: { sz: MoeSizes; yStride: number },
+  { gdot, pos, sel, scores }: MoeRouterGradInputs,
+  sz: MoeSizes,
 ): void {
   if (sz.N === 0) return;
   g.recorder.dispatchFlat(sz.N, MOE_WG, {
     kernel: ROUTER,
-    buffers: [dOut, y, pos, sel, scores, dS],
-    params: new Params().u32(sz.N).u32(sz.k).u32(sz.E).u32(sz.C).u32(yStride),
+    buffers: [gdot, pos, sel, scores, dS],
+    params: new Params().u32(sz.N).u32(sz.k).u32(sz.E),
   });
 }

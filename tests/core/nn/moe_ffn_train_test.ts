@@ -11,6 +11,8 @@
  *   unselected experts; router scores are planted 1.0 apart (no near-ties)
  *   and one expert always gets the lowest score, so it receives no token:
  *   its slices of dW1, db1, dW2 and its router row must be exactly 0.
+ *   Run with each tile design of the weight-gradient outer products
+ *   (`MOE_OUTER_DESIGNS`), with cases of several tiles per expert.
  * - The router gradient is straight-through (forward weight 1, gradient of
  *   the softmax-weighted virtual output): finite differences of the real
  *   forward would give 0 for it (the forward is piecewise constant in the
@@ -28,13 +30,13 @@
 import assert from "node:assert/strict";
 import { type MoeActivation, type MoeWeights } from "../../../core/nn/moe_ffn.ts";
 import { moeFfnTrain } from "../../../core/nn/moe_ffn_train.ts";
-import { MOE_OUTER_DESIGNS, type MoeOuterDesign } from "../../../gpu/kernels/moe_backward.ts";
 import { ConfigError, ShapeError, TensorError } from "../../../core/errors.ts";
 import { gelu, relu } from "../../../core/ops/activation.ts";
 import { linear } from "../../../core/ops/matmul.ts";
 import { tidy, tidyAsync } from "../../../core/scope.ts";
 import { backward } from "../../../core/tape.ts";
 import { readAll, type Tensor, tensor } from "../../../core/tensor.ts";
+import { MOE_OUTER_DESIGNS, type MoeOuterDesign } from "../../../gpu/kernels/moe_backward.ts";
 import { makeMoeData, type MoeCase, type MoeData, refAct, refDact } from "./_moe_fixtures.ts";
 import { assertAllClose, setupGpu } from "../../_helpers.ts";
 
@@ -232,21 +234,23 @@ for (const a of ["relu", "gelu"] as MoeActivation[]) {
 
 // ---- k < E: float64 masked reference, router included ---------------------------
 
-// Every tile design of the weight-gradient products, not only the adapter's choice.
-const OUTER_RUNS: [MoeActivation, MoeOuterDesign][] = [
-  ["gelu", "wide"],
-  ...(Object.keys(MOE_OUTER_DESIGNS) as MoeOuterDesign[]).map((
-    d,
-  ): [MoeActivation, MoeOuterDesign] => ["relu", d]),
-];
-for (const [a, design] of OUTER_RUNS) {
-  Deno.test(`moeFfnTrain() with k < E matches the float64 masked reference (${a}, outer ${design})`, async () => {
+// Each tile design of the weight-gradient outer products, not only the adapter's.
+const OUTER_RUNS = (["relu", "gelu"] as MoeActivation[]).flatMap((a) =>
+  (Object.keys(MOE_OUTER_DESIGNS) as MoeOuterDesign[]).map((outer) => ({ a, outer }))
+);
+for (const { a, outer } of OUTER_RUNS) {
+  Deno.test(`moeFfnTrain() with k < E matches the float64 masked reference (${a}, outer ${outer})`, async () => {
     const cases: [MoeCase, number][] = [
       [{ N: 7, C: 16, E: 4, dff: 24, bias: true }, 2],
       [{ N: 33, C: 16, E: 4, dff: 32, bias: true }, 1],
       [{ N: 33, C: 12, E: 4, dff: 24, bias: false }, 3],
       [{ N: 19, C: 13, E: 4, dff: 20, bias: true }, 2],
       [{ N: 40, C: 16, E: 8, dff: 64, bias: true }, 3],
+      // Several outer tiles per expert in each design, partial last tiles.
+      [{ N: 40, C: 36, E: 4, dff: 80, bias: true }, 2],
+      [{ N: 24, C: 19, E: 4, dff: 72, bias: false }, 3],
+      // Rows of 256 bytes: the backward's packs are copies (moePackIsCopy).
+      [{ N: 20, C: 64, E: 4, dff: 64, bias: true }, 2],
     ];
     for (const [c, k] of cases) {
       const never = c.E - 2;
@@ -254,8 +258,8 @@ for (const [a, design] of OUTER_RUNS) {
       const ref = reference(d, c, k, a);
       assert.ok(!ref.chosen.has(never), "the planted expert is never chosen");
       const P = upload(d, c);
-      const got = await run(P, (p) => moeFfnTrain(p.h, p.w, c.E, k, a, { outer: design }));
-      const what = `N ${c.N} C ${c.C} E ${c.E} k ${k} (${design})`;
+      const got = await run(P, (p) => moeFfnTrain(p.h, p.w, c.E, k, a, { outer }));
+      const what = `outer ${outer}, N ${c.N} C ${c.C} E ${c.E} k ${k}`;
       const want: Record<string, Float64Array> = {
         out: ref.out,
         h: ref.dh,
