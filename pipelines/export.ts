@@ -15,19 +15,11 @@
  */
 import { basename, dirname, join, resolve } from "node:path";
 import { writeFileAtomic } from "../core/atomic_write.ts";
-import {
-  type HostTensor,
-  META_CONFIG,
-  META_MOE,
-  META_TRAIN,
-  metaJson,
-  readCheckpoint,
-  validateAgainstConfig,
-  writeCheckpoint,
-} from "../core/checkpoint.ts";
-import { CheckpointError, ConfigError, SsdError } from "../core/errors.ts";
-import { type GPTConfig, paramCount, paramShapes, validateConfig } from "../core/nn/config.ts";
-import { type MoeLayout, validateMoeLayout } from "../core/nn/moe_layout.ts";
+import { type HostTensor, META_TRAIN, metaJson, writeCheckpoint } from "../core/checkpoint.ts";
+import { ConfigError, SsdError } from "../core/errors.ts";
+import { type GPTConfig, paramCount } from "../core/nn/config.ts";
+import { readCheckedCheckpoint } from "../core/nn/gpt_checkpoint.ts";
+import type { MoeLayout } from "../core/nn/moe_layout.ts";
 import { requireByteTokenizer } from "./checks.ts";
 import {
   EXPORT_FORMATS,
@@ -90,20 +82,7 @@ interface HostModel {
 
 /** Reads the weights (not the moments) and checks them against the stored config. */
 async function readModel(path: string): Promise<HostModel> {
-  const ck = await readCheckpoint(path, { filter: (name) => !name.startsWith("optim.") });
-  const rawConfig = metaJson(ck.header, META_CONFIG, true)!;
-  let config: GPTConfig;
-  try {
-    config = validateConfig(rawConfig as unknown as GPTConfig);
-  } catch (e) {
-    if (e instanceof SsdError) {
-      throw new CheckpointError(`Checkpoint ${path} has an invalid model config: ${e.message}`);
-    }
-    throw e;
-  }
-  const rawMoe = metaJson(ck.header, META_MOE);
-  const moe = rawMoe ? validateMoeLayout(rawMoe, config, path) : null;
-  validateAgainstConfig(ck.header, paramShapes(config, moe?.experts));
+  const { ck, config, moe } = await readCheckedCheckpoint(path);
   requireByteTokenizer({ config, train: metaJson(ck.header, META_TRAIN) }, path);
   return { config, moe, weights: ck.tensors };
 }

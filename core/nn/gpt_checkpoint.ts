@@ -75,14 +75,27 @@ export interface LoadedGPT {
   moments: Record<string, Tensor> | null;
 }
 
+/** A checkpoint read on the host and checked against its own config. */
+export interface CheckedCheckpoint {
+  /** The header and the tensors read. */
+  ck: Awaited<ReturnType<typeof readCheckpoint>>;
+  /** Its validated model config. */
+  config: GPTConfig;
+  /** `ssd.moe`, validated, or null for a dense checkpoint. */
+  moe: MoeLayout | null;
+  /** Every parameter's shape under that config. */
+  shapes: Map<string, number[]>;
+}
+
 /**
- * Reads a checkpoint, checks every tensor against its config, and uploads
- * the weights (and, with `optimizer: true`, the moments).
+ * Reads a checkpoint's weights (and, with `optimizer: true`, its moments,
+ * which must then be present) on the host and checks every tensor against
+ * its config and MoE layout.
  */
-export async function loadGPT(
+export async function readCheckedCheckpoint(
   path: string,
   opts: { optimizer?: boolean } = {},
-): Promise<LoadedGPT> {
+): Promise<CheckedCheckpoint> {
   const ck = await readCheckpoint(path, {
     filter: opts.optimizer ? undefined : (name) => !name.startsWith("optim."),
   });
@@ -100,6 +113,18 @@ export async function loadGPT(
   const moe = rawMoe ? validateMoeLayout(rawMoe, config, path) : null;
   const shapes = paramShapes(config, moe?.experts);
   validateAgainstConfig(ck.header, shapes, { optimizer: opts.optimizer ? "required" : "optional" });
+  return { ck, config, moe, shapes };
+}
+
+/**
+ * Reads a checkpoint, checks every tensor against its config, and uploads
+ * the weights (and, with `optimizer: true`, the moments).
+ */
+export async function loadGPT(
+  path: string,
+  opts: { optimizer?: boolean } = {},
+): Promise<LoadedGPT> {
+  const { ck, config, moe, shapes } = await readCheckedCheckpoint(path, opts);
 
   const params = new Map<string, Tensor>();
   for (const [name, shape] of shapes) {
