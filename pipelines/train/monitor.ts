@@ -30,14 +30,13 @@ import {
   topkOverlap,
 } from "../../core/moe/partition.ts";
 import { routerTopK } from "../../core/moe/router_fit.ts";
-import { trackedPartition } from "../../core/moe/stability.ts";
+import { DEFAULT_FRESH_MARGIN, trackedPartition } from "../../core/moe/stability.ts";
 import type { DistanceDevice } from "../../core/moe/balanced_kmeans.ts";
 import { ConfigError } from "../../core/errors.ts";
 import { captureFfn } from "../../core/nn/ffn_capture.ts";
 import type { GPT } from "../../core/nn/gpt.ts";
 import { evaluateTokens } from "../../core/nn/token_nll.ts";
 import type { AdamW } from "../../core/optim/adamw.ts";
-import { DEFAULT_FRESH_MARGIN } from "../../core/moe/stability.ts";
 import { EMPTY_READING, type MonitorReading } from "./switch_rule.ts";
 import type { Phase } from "./schedule.ts";
 
@@ -204,7 +203,9 @@ export class PartitionMonitor {
     const part = await this.check(rows, F, C, phase === "dense");
     const labels = part.layers.map((x) => x.labels);
     const r: MonitorReading = { ...EMPTY_READING, similarity: part.similarity };
-    if (need.includes("overlap") || need.includes("coverage")) {
+    const wantOverlap = need.includes("overlap");
+    const wantCoverage = need.includes("coverage");
+    if (wantOverlap || wantCoverage) {
       const perms = model.moe?.perms;
       const stored = (lab: Uint32Array, l: number) => {
         const s = new Uint32Array(F);
@@ -214,28 +215,33 @@ export class PartitionMonitor {
       const cap = await captureFfn(model, ctx.probe);
       const k = this.topK;
       const E = this.experts;
+      const L = cap.length;
+      // The previous check's sets are comparable when they cover the same probe tokens.
+      const prevSets = this.#sets;
+      const compared = wantOverlap && ref !== null && prevSets?.length === L &&
+        prevSets.every((p, l) => p.length === cap[l].n * k);
       let overlap = 0;
       let cover = 0;
       const sets: Uint32Array[] = [];
       cap.forEach((c, l) => {
         const massNew = expertMass(c.act, c.n, stored(labels[l], l), E);
-        sets.push(oracleTopK(massNew, c.n, E, k));
-        if (ref && this.#sets?.[l]?.length === c.n * k) {
-          const massRef = expertMass(c.act, c.n, stored(ref[l], l), E);
-          overlap += topkOverlap(this.#sets[l], oracleTopK(massRef, c.n, E, k), k);
+        if (wantOverlap) sets.push(oracleTopK(massNew, c.n, E, k));
+        if (compared) {
+          const massRef = expertMass(c.act, c.n, stored(ref![l], l), E);
+          overlap += topkOverlap(prevSets![l], oracleTopK(massRef, c.n, E, k), k);
         }
-        const fc = permuteRows(rows[l], F, C, permutationFromLabels(labels[l], E));
-        const router = centroidRouter(fc, F, C, E);
-        cover += coverageFromMass(massNew, c.n, E, routerTopK(c.input, router, c.n, C, E, k), k);
+        if (wantCoverage) {
+          const fc = permuteRows(rows[l], F, C, permutationFromLabels(labels[l], E));
+          const router = centroidRouter(fc, F, C, E);
+          const sel = routerTopK(c.input, router, c.n, C, E, k);
+          cover += coverageFromMass(massNew, c.n, E, sel, k);
+        }
       });
-      const L = cap.length;
-      if (need.includes("overlap")) {
-        const compared = ref !== null && this.#sets?.length === L &&
-          this.#sets.every((s) => s.length === cap[0].n * k);
+      if (wantOverlap) {
         r.overlap = compared ? overlap / L : null;
         if (phase === "dense") this.#sets = sets;
       }
-      if (need.includes("coverage")) r.coverage = cover / L;
+      if (wantCoverage) r.coverage = cover / L;
     }
     if (need.includes("moe_gap")) {
       // Dense phase: the MoE built now is the model under the new partition.

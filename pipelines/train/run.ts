@@ -100,10 +100,9 @@ interface Progress {
   profileSteps: Set<number>;
 }
 
-/** What `planStep` decided: the phase, and the similarity when a check ran. */
+/** What `planStep` decided: the phase, and the monitor's reading when a check ran. */
 interface PlannedStep {
   phase: Phase;
-  similarity?: number | null;
   reading?: MonitorReading;
 }
 
@@ -168,22 +167,28 @@ async function planStep(run: TrainRun, hooks: TrainHooks): Promise<PlannedStep> 
   }
   const next = plan.next(run.step, reading);
   for (const ev of next.events) {
-    if (ev.to === "sparse") {
-      const tm = performance.now();
-      // A switch without a check (the static baseline, a mixed tail): partition now.
-      if (ev.reason !== "stable") {
-        await monitor.check(await originalFcRows(model), c.d_ff, c.d_model);
-      }
-      await applyPartition(model, run.optimizer, [...monitor.labels!]);
-      accounting.addOverhead("moefy", performance.now() - tm);
-    }
+    // A switch without a check (the static baseline, a mixed tail) partitions now.
+    if (ev.to === "sparse") await formExperts(run, ev.reason !== "stable");
     run.metrics.add(ev);
     hooks.log?.(
       `step ${ev.step}: ${ev.from} -> ${ev.to} (${ev.reason}` +
         (ev.similarity === null ? ")" : `, similarity ${ev.similarity.toFixed(3)})`),
     );
   }
-  return { phase: next.phase, similarity: reading?.similarity, reading };
+  return { phase: next.phase, reading };
+}
+
+/**
+ * MoE-fies the model with the monitor's reference partition, after
+ * partitioning the current weights first when `repartition` (warm-started
+ * from the previous experts); timed as the run's "moefy" overhead.
+ */
+async function formExperts(run: TrainRun, repartition: boolean): Promise<void> {
+  const { config: c, model, monitor } = run;
+  const tm = performance.now();
+  if (repartition) await monitor.check(await originalFcRows(model), c.d_ff, c.d_model);
+  await applyPartition(model, run.optimizer, [...monitor.labels!]);
+  run.accounting.addOverhead("moefy", performance.now() - tm);
 }
 
 /** Runs `fn` (one step), timing its kernels by family on the profiled steps. */
@@ -205,7 +210,7 @@ async function profiled(
 /** After a step: its metrics line, an evaluation and a checkpoint when due. */
 async function recordStep(
   run: TrainRun,
-  { phase, similarity, reading }: PlannedStep,
+  { phase, reading }: PlannedStep,
   r: StepResult,
   p: Progress,
   hooks: TrainHooks,
@@ -232,7 +237,7 @@ async function recordStep(
     ...run.accounting.addStep(phase, r.ms),
   };
   if (phase === "dense") m.act_ratio = r.actRatio;
-  if (similarity !== undefined) m.similarity = similarity;
+  if (reading) m.similarity = reading.similarity;
   for (const k of ["overlap", "coverage", "moe_gap"] as const) {
     const v = reading?.[k];
     if (v !== null && v !== undefined) m[k] = v;
@@ -276,13 +281,8 @@ async function finishRun(run: TrainRun, p: Progress, opts: TrainOptions): Promis
       ? run.data.val
       : run.data.val.subarray(0, Math.min(run.data.val.length, c.val_tokens + 1));
     const formed = run.model.moe && run.plan.history.some((e) => e.to === "sparse");
-    if (formed && c.schedule === "ssd" && c.ending === "refit") {
-      // The partition and routers rebuilt from the final weights (warm from the last experts).
-      const tm = performance.now();
-      await run.monitor.check(await originalFcRows(run.model), c.d_ff, c.d_model);
-      await applyPartition(run.model, run.optimizer, [...run.monitor.labels!]);
-      run.accounting.addOverhead("moefy", performance.now() - tm);
-    }
+    // The partition and routers rebuilt from the final weights (warm from the last experts).
+    if (formed && c.schedule === "ssd" && c.ending === "refit") await formExperts(run, true);
     hooks.log?.(`final evaluation on ${tokens.length.toLocaleString("en-US")} tokens`);
     val = await evaluateTokens(run.model, tokens, c.eval_batch);
     hooks.onEval?.(run.step, val);

@@ -390,11 +390,6 @@ export class SsdSchedule {
     return c.schedule === "ssd" && c.ending !== "sparse" ? c.steps - c.final_dense : c.steps;
   }
 
-  /** Same as `tailStart` (the name from before the endings). */
-  get finalDenseStart(): number {
-    return this.tailStart;
-  }
-
   /**
    * The phase of a step that is already planned (`step` < `this.step`),
    * from the history of switches and, in a mixed tail, its alternation.
